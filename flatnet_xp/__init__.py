@@ -1,0 +1,31 @@
+"""flatnet_xp: multilayer perceptrons on ONE flat parameter buffer, on any Array API backend."""
+
+from flatnet_xp._compat import BACKENDS, to_numpy
+from flatnet_xp.history import Callback, DivergenceError, History
+from flatnet_xp.layout import Layout
+from flatnet_xp.network import FlatMLP
+from flatnet_xp.optim import SGD, Adam, AdamW, Optimizer, RMSprop
+from flatnet_xp.schedules import Constant, Cosine, Schedule, StepDecay, Warmup
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BACKENDS",
+    "SGD",
+    "Adam",
+    "AdamW",
+    "Callback",
+    "Constant",
+    "Cosine",
+    "DivergenceError",
+    "FlatMLP",
+    "History",
+    "Layout",
+    "Optimizer",
+    "RMSprop",
+    "Schedule",
+    "StepDecay",
+    "Warmup",
+    "__version__",
+    "to_numpy",
+]

@@ -1,0 +1,134 @@
+"""Training history: per-epoch and per-step records, JSON round-trip, and a matplotlib plot."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Protocol
+
+__all__ = ["Callback", "DivergenceError", "History"]
+
+
+class DivergenceError(FloatingPointError):
+    """Training produced a non-finite loss or gradient.
+
+    ``fit`` raises it BEFORE applying the offending update, so the network keeps its last finite
+    weights (on GPU backends, which check once per epoch to avoid a host sync per step, the
+    weights are restored to those at the start of the diverging epoch).
+
+    Attributes
+    ----------
+    epoch : int
+        0-based epoch in which it happened.
+    step : int or None
+        0-based step within that epoch (None where only the epoch is known).
+    """
+
+    def __init__(self, message: str, epoch: int, step: int | None) -> None:
+        super().__init__(message)
+        self.epoch, self.step = epoch, step
+
+
+@dataclass
+class History:
+    """What ``fit`` records.
+
+    Attributes
+    ----------
+    loss : list of float
+        Mean training loss of each epoch (sample-weighted mean of its batch losses).
+    batch_loss : list of float
+        Every step's loss on its batch, computed before that step's update.
+    val_loss, val_accuracy : list of float
+        Per-epoch validation loss and (classification losses only) accuracy.
+    epoch_time : list of float
+        Wall-clock seconds of each epoch (training and validation).
+    best_epoch : int or None
+        With early stopping: the epoch whose weights were restored.
+    stopped_early : bool
+        True when early stopping or a callback ended training before ``epochs``.
+    """
+
+    loss: list[float] = field(default_factory=list)
+    batch_loss: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    val_accuracy: list[float] = field(default_factory=list)
+    epoch_time: list[float] = field(default_factory=list)
+    best_epoch: int | None = None
+    stopped_early: bool = False
+
+    @property
+    def epochs(self) -> int:
+        """Number of completed epochs."""
+        return len(self.loss)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable dict (NaN written as None)."""
+        return {
+            k: [None if isinstance(x, float) and math.isnan(x) else x for x in v] if isinstance(v, list) else v
+            for k, v in asdict(self).items()
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> History:
+        """Inverse of :meth:`to_dict`; raises ValueError on unknown or malformed fields."""
+        names = {f.name for f in fields(cls)}
+        if not isinstance(data, dict) or set(data) - names:
+            raise ValueError(f"history: unexpected fields {sorted(set(data) - names) if isinstance(data, dict) else data!r}")
+        kwargs: dict[str, Any] = {}
+        for k, v in data.items():
+            if isinstance(v, list):
+                if not all(x is None or isinstance(x, int | float) for x in v):
+                    raise ValueError(f"history.{k}: expected a list of numbers")
+                kwargs[k] = [math.nan if x is None else float(x) for x in v]
+            else:
+                kwargs[k] = v
+        return cls(**kwargs)
+
+    def plot(self, log_scale: bool = False, ax: Any = None) -> Any:
+        """Training (and validation) loss per epoch as a matplotlib Figure.
+
+        Parameters
+        ----------
+        log_scale : bool
+            Logarithmic loss axis.
+        ax : matplotlib Axes, optional
+            Draw into it instead of a new figure.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+        """
+        try:
+            from matplotlib.figure import Figure
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise ImportError("History.plot needs matplotlib: pip install 'flatnet_xp[plot]'") from exc
+        if ax is None:
+            fig = Figure(figsize=(6, 4), layout="constrained")
+            ax = fig.add_subplot()
+        else:
+            fig = ax.figure
+        epochs = range(1, self.epochs + 1)
+        ax.plot(epochs, self.loss, marker="o", ms=3, label="training loss")
+        if self.val_loss:
+            ax.plot(range(1, len(self.val_loss) + 1), self.val_loss, marker="s", ms=3, label="validation loss")
+        if self.best_epoch is not None:
+            ax.axvline(self.best_epoch + 1, color="grey", ls=":", label="best epoch")
+        if log_scale:
+            ax.set_yscale("log")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("loss")
+        ax.legend()
+        ax.grid(True, alpha=0.3)
+        return fig
+
+
+class Callback(Protocol):
+    """Called by ``fit`` at the end of every epoch: ``callback(net, history) -> bool | None``.
+
+    ``history`` already holds the epoch just finished (``history.loss[-1]`` and so on). Return
+    ``True`` to stop training after this epoch; any other return value continues. A plain function
+    with this signature is a Callback.
+    """
+
+    def __call__(self, net: Any, history: History) -> bool | None: ...

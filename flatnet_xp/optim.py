@@ -1,0 +1,304 @@
+"""Optimizers on the flat parameter buffer: each update is a handful of whole-buffer operations.
+
+All state is flat arrays the length of the parameters, whatever the depth of the network. Every
+update runs in place through the ``out=`` shim with ONE preallocated scratch buffer, so a step
+allocates nothing parameter-sized. Weight decay (L2 or decoupled) applies to the weights ``w``
+only; biases are exempt (the ``w`` view is the first ``w_len`` entries of the buffer).
+
+The formulas follow ``torch.optim`` exactly (the tests compare against it step by step).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from flatnet_xp._validation import check_real, describe
+from flatnet_xp.schedules import Schedule, as_schedule
+
+if TYPE_CHECKING:
+    from flatnet_xp.network import FlatMLP
+
+__all__ = ["OPTIMIZERS", "SGD", "Adam", "AdamW", "Optimizer", "RMSprop"]
+
+
+class Optimizer:
+    """Base class: learning rate (or schedule), optional global gradient-norm clipping, flat state.
+
+    Parameters
+    ----------
+    lr : float or Schedule
+        Learning rate, or a schedule of the update count (see :mod:`flatnet_xp.schedules`).
+    clip_norm : float, optional
+        Rescale the whole flat gradient to at most this L2 norm before the update
+        (one reduction over the buffer; PyTorch's ``clip_grad_norm_`` with its 1e-6 guard).
+
+    Notes
+    -----
+    The optimizer keeps its state (``t`` and the flat buffers) between ``fit`` calls on the same
+    network, like a ``torch.optim`` optimizer; used with another network it starts afresh.
+    """
+
+    name: ClassVar[str] = "optimizer"
+    #: Names of the persistent flat state buffers (saved in checkpoints).
+    buffer_names: tuple[str, ...] = ()
+
+    def __init__(self, lr: Schedule | float, clip_norm: float | None = None) -> None:
+        self.lr = as_schedule(lr)
+        self.clip_norm = None if clip_norm is None else check_real("clip_norm", clip_norm, minimum=0.0, open_min=True)
+        self.t = 0
+        self.state: dict[str, Any] = {}
+        self._net_id: int | None = None
+        self._w_len = 0
+
+    # ------------------------------------------------------------------ state
+    def hyperparameters(self) -> dict[str, Any]:
+        """JSON-serialisable hyperparameters (saved in checkpoints, compared on resume)."""
+        lr = self.lr
+        return {"lr": repr(lr), "clip_norm": self.clip_norm}
+
+    def bind(self, net: FlatMLP) -> None:
+        """Attach to ``net``: allocate zeroed state buffers unless already bound to it."""
+        if self._net_id == id(net) and self.state and self.state["_tmp"].shape == net.params.shape:
+            return
+        xp = net.xp
+        self.state = {n: xp.zeros_like(net.params) for n in self.buffer_names}
+        self.state["_tmp"] = xp.empty_like(net.params)
+        self.t = 0
+        self._net_id = id(net)
+        self._w_len = net.layout.w_len
+
+    def state_buffers(self) -> dict[str, Any]:
+        """The persistent state buffers by name (scratch excluded)."""
+        return {n: self.state[n] for n in self.buffer_names}
+
+    # ------------------------------------------------------------------ update
+    def step(self, net: FlatMLP) -> Any:
+        """Apply one update to ``net.params`` from ``net.grads`` (both flat); returns ``net.params``."""
+        self.bind(net)
+        be = net._be
+        g = net.grads
+        if self.clip_norm is not None:
+            norm = be.xp.sqrt(be.xp.vecdot(g, g))
+            g *= be.xp.clip(self.clip_norm / (norm + 1e-6), max=1.0)
+        lr = self.lr(self.t)
+        self.t += 1
+        return self._update(be.xp, be.ops, net.params, g, lr)
+
+    def _update(self, xp: Any, ops: Any, p: Any, g: Any, lr: float) -> Any:
+        raise NotImplementedError
+
+    def _add_l2(self, ops: Any, p: Any, g: Any, weight_decay: float) -> Any:
+        """``g_w += weight_decay * w`` on the weights only (coupled L2, as torch's weight_decay)."""
+        if weight_decay:
+            n = self._w_len
+            tmp = ops.multiply(p[:n], weight_decay, out=self.state["_tmp"][:n])
+            g[:n] += tmp
+        return g
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v}" for k, v in self.hyperparameters().items())
+        return f"{type(self).__name__}({args})"
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with optional (Nesterov) momentum.
+
+    ``b <- mu b + g`` (``b = g`` at the first step), then ``p <- p - lr (g + mu b)`` with Nesterov
+    or ``p <- p - lr b`` without; Sutskever et al., 2013, "On the importance of initialization and
+    momentum in deep learning". ``weight_decay`` adds ``wd * w`` to the weights' gradient.
+    """
+
+    name = "sgd"
+
+    def __init__(
+        self,
+        lr: Schedule | float,
+        momentum: float = 0.0,
+        nesterov: bool = False,
+        weight_decay: float = 0.0,
+        clip_norm: float | None = None,
+    ) -> None:
+        super().__init__(lr, clip_norm)
+        self.momentum = check_real("momentum", momentum, minimum=0.0, maximum=1.0)
+        if not isinstance(nesterov, bool):
+            raise TypeError(f"nesterov: expected a bool, got {describe(nesterov)}")
+        if nesterov and self.momentum == 0.0:
+            raise ValueError("nesterov: Nesterov momentum needs momentum > 0")
+        self.nesterov = nesterov
+        self.weight_decay = check_real("weight_decay", weight_decay, minimum=0.0)
+        self.buffer_names = ("momentum_buffer",) if self.momentum else ()
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {**super().hyperparameters(), "momentum": self.momentum, "nesterov": self.nesterov,
+                "weight_decay": self.weight_decay}  # fmt: skip
+
+    def _update(self, xp: Any, ops: Any, p: Any, g: Any, lr: float) -> Any:
+        g = self._add_l2(ops, p, g, self.weight_decay)
+        if self.momentum:
+            buf, mu = self.state["momentum_buffer"], self.momentum
+            if self.t == 1:
+                ops.copy(g, out=buf)
+            else:
+                buf *= mu
+                buf += g
+            if self.nesterov:
+                upd = ops.multiply(buf, mu, out=self.state["_tmp"])
+                upd += g
+                g = upd
+            else:
+                g = buf
+        tmp = ops.multiply(g, lr, out=self.state["_tmp"])
+        p -= tmp
+        return p
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba, 2015, "Adam: A Method for Stochastic Optimization").
+
+    ``m <- b1 m + (1-b1) g``, ``v <- b2 v + (1-b2) g^2``,
+    ``p <- p - lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps)``.
+    ``weight_decay`` is coupled L2 on the weights (for decoupled decay use :class:`AdamW`).
+    """
+
+    name = "adam"
+    buffer_names = ("exp_avg", "exp_avg_sq")
+
+    def __init__(
+        self,
+        lr: Schedule | float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        clip_norm: float | None = None,
+    ) -> None:
+        super().__init__(lr, clip_norm)
+        if not isinstance(betas, tuple | list) or len(betas) != 2:
+            raise TypeError(f"betas: expected a pair of numbers in [0, 1), got {describe(betas)}")
+        self.betas = (
+            check_real("betas[0]", betas[0], minimum=0.0, maximum=1.0 - 1e-12),
+            check_real("betas[1]", betas[1], minimum=0.0, maximum=1.0 - 1e-12),
+        )
+        self.eps = check_real("eps", eps, minimum=0.0, open_min=True)
+        self.weight_decay = check_real("weight_decay", weight_decay, minimum=0.0)
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {**super().hyperparameters(), "betas": list(self.betas), "eps": self.eps,
+                "weight_decay": self.weight_decay}  # fmt: skip
+
+    def _update(self, xp: Any, ops: Any, p: Any, g: Any, lr: float) -> Any:
+        g = self._add_l2(ops, p, g, self.weight_decay)
+        return self._adam(ops, p, g, lr)
+
+    def _adam(self, ops: Any, p: Any, g: Any, lr: float) -> Any:
+        b1, b2 = self.betas
+        m, v, tmp = self.state["exp_avg"], self.state["exp_avg_sq"], self.state["_tmp"]
+        t = self.t
+        m *= b1
+        m += ops.multiply(g, 1.0 - b1, out=tmp)
+        v *= b2
+        ops.multiply(g, g, out=tmp)
+        tmp *= 1.0 - b2
+        v += tmp
+        denom = ops.sqrt(v, out=tmp)
+        denom *= 1.0 / math.sqrt(1.0 - b2**t)
+        denom += self.eps
+        upd = ops.divide(m, denom, out=tmp)
+        upd *= lr / (1.0 - b1**t)
+        p -= upd
+        return p
+
+
+class AdamW(Adam):
+    """AdamW: Adam with decoupled weight decay on the weights only (biases exempt).
+
+    ``w <- w (1 - lr wd)`` then the Adam update (Loshchilov & Hutter, 2019, "Decoupled Weight Decay
+    Regularization").
+    """
+
+    name = "adamw"
+
+    def __init__(
+        self,
+        lr: Schedule | float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+        clip_norm: float | None = None,
+    ) -> None:
+        super().__init__(lr, betas, eps, weight_decay, clip_norm)
+
+    def _update(self, xp: Any, ops: Any, p: Any, g: Any, lr: float) -> Any:
+        if self.weight_decay:
+            w = p[: self._w_len]
+            w *= 1.0 - lr * self.weight_decay
+        return self._adam(ops, p, g, lr)
+
+
+class RMSprop(Optimizer):
+    """RMSprop (Hinton, 2012, Lecture 6e of "Neural Networks for Machine Learning").
+
+    ``v <- a v + (1-a) g^2``; ``p <- p - lr g / (sqrt(v) + eps)`` (``centered`` subtracts the squared
+    running mean of ``g`` inside the root; ``momentum`` accumulates the step as torch does).
+    """
+
+    name = "rmsprop"
+
+    def __init__(
+        self,
+        lr: Schedule | float = 1e-2,
+        alpha: float = 0.99,
+        eps: float = 1e-8,
+        momentum: float = 0.0,
+        centered: bool = False,
+        weight_decay: float = 0.0,
+        clip_norm: float | None = None,
+    ) -> None:
+        super().__init__(lr, clip_norm)
+        self.alpha = check_real("alpha", alpha, minimum=0.0, maximum=1.0)
+        self.eps = check_real("eps", eps, minimum=0.0, open_min=True)
+        self.momentum = check_real("momentum", momentum, minimum=0.0, maximum=1.0)
+        if not isinstance(centered, bool):
+            raise TypeError(f"centered: expected a bool, got {describe(centered)}")
+        self.centered = centered
+        self.weight_decay = check_real("weight_decay", weight_decay, minimum=0.0)
+        self.buffer_names = ("square_avg",) + (("grad_avg",) if centered else ()) + (
+            ("momentum_buffer",) if self.momentum else ()
+        )
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {**super().hyperparameters(), "alpha": self.alpha, "eps": self.eps,
+                "momentum": self.momentum, "centered": self.centered,
+                "weight_decay": self.weight_decay}  # fmt: skip
+
+    def _update(self, xp: Any, ops: Any, p: Any, g: Any, lr: float) -> Any:
+        g = self._add_l2(ops, p, g, self.weight_decay)
+        a, tmp, v = self.alpha, self.state["_tmp"], self.state["square_avg"]
+        v *= a
+        ops.multiply(g, g, out=tmp)
+        tmp *= 1.0 - a
+        v += tmp
+        if self.centered:
+            ga = self.state["grad_avg"]
+            ga *= a
+            ga += ops.multiply(g, 1.0 - a, out=tmp)
+            ops.multiply(ga, ga, out=tmp)
+            ops.subtract(v, tmp, out=tmp)
+            denom = ops.sqrt(tmp, out=tmp)
+        else:
+            denom = ops.sqrt(v, out=tmp)
+        denom += self.eps
+        step = ops.divide(g, denom, out=tmp)
+        if self.momentum:
+            buf = self.state["momentum_buffer"]
+            buf *= self.momentum
+            buf += step
+            step = ops.multiply(buf, lr, out=tmp)
+        else:
+            step *= lr
+        p -= step
+        return p
+
+
+#: Optimizer classes by name (CLI, checkpoints, scikit-learn estimators).
+OPTIMIZERS: dict[str, type[Optimizer]] = {c.name: c for c in (SGD, Adam, AdamW, RMSprop)}
