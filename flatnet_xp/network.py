@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -117,6 +118,7 @@ class FlatMLP:
         if seed is not None:
             check_int("seed", seed, 0)
         self._be = get_backend(backend, device)
+        self._device_arg = device
         xp = self._be.xp
         self.dtype = getattr(xp, self.dtype_name)
         self._allocate()
@@ -375,6 +377,59 @@ class FlatMLP:
         if loss in CLASSIFICATION_LOSSES:
             return _mean_over_batches(self, data, LOSSES[loss], PREDICT_BATCH)[1]
         return _r2(self, data)
+
+    # ----------------------------------------------------------------- persistence and transfer
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the model to ONE safetensors file, atomically (see :mod:`flatnet_xp.persistence`)."""
+        from flatnet_xp.persistence import save_model
+
+        save_model(self, path)
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike[str], backend: str | ModuleType | None = None, dtype: str | None = None,
+        device: Any = None,
+    ) -> FlatMLP:  # fmt: skip
+        """Read a model file (or a checkpoint's model) onto ``backend`` (default numpy) and ``dtype``
+        (default: the file's). Raises :class:`flatnet_xp.ModelFileError` for any malformed file."""
+        from flatnet_xp.persistence import load_model
+
+        return load_model(path, backend, dtype, device)
+
+    def to(self, backend: str | ModuleType, dtype: str | None = None, device: Any = None) -> FlatMLP:
+        """A copy of this network on another backend/device (and optionally dtype)."""
+        new = FlatMLP(self.layout.sizes, self.activations, backend=backend, dtype=dtype or self.dtype_name,
+                      device=device)  # fmt: skip
+        new.set_params(*self.get_params())
+        new.loss_ = self.loss_
+        return new
+
+    def copy(self) -> FlatMLP:
+        """An independent copy on the same backend, device and dtype."""
+        return self.to(self.backend, device=self._device_arg)
+
+    def to_torch(self) -> Any:
+        """An equivalent ``torch.nn.Sequential`` (Linear + activation modules), float64 or float32 on CPU."""
+        from flatnet_xp.interop import to_torch
+
+        return to_torch(self)
+
+    def torch_state_dict(self) -> dict[str, Any]:
+        """``state_dict`` of :meth:`to_torch`'s Sequential (keys ``"0.weight"``, ``"0.bias"``, ...)."""
+        from flatnet_xp.interop import torch_state_dict
+
+        return torch_state_dict(self)
+
+    @classmethod
+    def from_torch(
+        cls, module: Any, activations: str | Sequence[str] | None = None, *, backend: str | ModuleType = "numpy",
+        dtype: str | None = None, device: Any = None,
+    ) -> FlatMLP:  # fmt: skip
+        """Build from an ``nn.Sequential`` of Linear and activation modules, or from a ``state_dict``
+        (then ``activations`` is required). No transpose: our layout is ``nn.Linear.weight``'s."""
+        from flatnet_xp.interop import from_torch
+
+        return from_torch(module, activations, backend=backend, dtype=dtype, device=device)
 
     # ----------------------------------------------------------------- training
     def fit(self, X: Any, Y: Any, **kwargs: Any) -> History:

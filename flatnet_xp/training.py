@@ -212,18 +212,15 @@ def fit(
         from flatnet_xp.distributed import DataParallel
 
         dist = DataParallel(comm, net, data.n, seed)
-    rank0 = dist is None or dist.rank == 0
-    rng = np.random.default_rng(seed if dist is None else dist.shuffle_seed)
+    rank = 0 if dist is None else dist.rank
+    entropy = int(np.random.SeedSequence().entropy) if seed is None else seed
+    if dist is not None:
+        entropy = dist.shuffle_seed
     optimizer.bind(net)
     history = History()
     stopper = _EarlyStopping(net, patience, min_delta) if patience is not None else None
     first_epoch = 0
-    if resume is not None:
-        from flatnet_xp.persistence import restore_checkpoint
-
-        first_epoch, history = restore_checkpoint(resume, net, optimizer, rng, stopper)
     net.loss_ = loss
-
     be, xp = net._be, net.xp
     n, nb = data.n, -(-data.n // batch_size)
     sizes = np.minimum(batch_size, n - np.arange(nb) * batch_size).astype(np.float64)
@@ -231,12 +228,16 @@ def fit(
     snapshot = xp.asarray(net.params, copy=True) if lazy else None
     dev_losses = xp.zeros(nb, dtype=net.dtype, device=be.device) if lazy else None
     host_losses = np.zeros(nb)
-    bar = _Progress(show and rank0, epochs, first_epoch, nb)
-    epoch = first_epoch
+    bar: _Progress | None = None
     try:
+        if resume is not None:  # inside the try: a rank that cannot resume tells the others
+            from flatnet_xp.persistence import restore_checkpoint
+
+            first_epoch, history, entropy = restore_checkpoint(resume, net, optimizer, stopper)
+        bar = _Progress(show and rank == 0, epochs, first_epoch, nb)
         for epoch in range(first_epoch, epochs):
             t0 = time.perf_counter()
-            order = rng.permutation(n) if shuffle else None
+            order = _epoch_order(entropy, rank, epoch, n) if shuffle else None
             bar.start_epoch(epoch)
             if lazy:
                 be.ops.copy(net.params, out=snapshot)
@@ -288,10 +289,12 @@ def fit(
             if dist is not None:
                 stop = dist.any(stop)
             last = stop or epoch + 1 == epochs
-            if checkpoint is not None and rank0 and ((epoch + 1) % checkpoint_every == 0 or last):
+            if checkpoint is not None and rank == 0 and ((epoch + 1) % checkpoint_every == 0 or last):
                 from flatnet_xp.persistence import save_checkpoint
 
-                save_checkpoint(checkpoint, net, optimizer, epoch + 1, rng, history, stopper)
+                save_checkpoint(checkpoint, net, optimizer, epoch + 1, entropy, history, stopper)
+            if dist is not None and last:
+                dist.finish()
             if stop:
                 history.stopped_early = epoch + 1 < epochs
                 break
@@ -300,12 +303,22 @@ def fit(
             dist.fail(exc)
         raise
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
     if stopper is not None:
         stopper.restore(net)
         history.best_epoch = stopper.best_epoch
     net.history_ = history
     return history
+
+
+def _epoch_order(entropy: int, rank: int, epoch: int, n: int) -> np.ndarray:
+    """The sample order of one epoch: a stream of its own per (rank, epoch), derived from ``entropy``.
+
+    Deriving each epoch's permutation (rather than advancing one generator) makes the whole shuffle
+    state a single integer, so a resumed run, in any process on any rank, draws the same orders.
+    """
+    return np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=(rank, epoch))).permutation(n)
 
 
 def _end_of_epoch(

@@ -1,0 +1,1 @@
+"""Cross-backend benchmarks: configurations, implementations, runner, environment record."""

@@ -1,0 +1,71 @@
+"""Benchmark configurations: the network, batch, dtype and the number of steps each measurement runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["CONFIGS", "Config", "flops_per_step"]
+
+
+@dataclass(frozen=True)
+class Config:
+    """One benchmark configuration.
+
+    Attributes
+    ----------
+    name : str
+    sizes : tuple of int
+        Layer widths, input first.
+    hidden : str
+        Hidden-layer activation (the last layer is ``out_act``).
+    out_act : str
+    loss : str
+    batch : int
+    dtype : str
+    steps : int
+        Optimizer steps per timed repeat (``quick`` uses ``quick_steps``).
+    quick_steps : int
+    """
+
+    name: str
+    sizes: tuple[int, ...]
+    hidden: str
+    out_act: str
+    loss: str
+    batch: int
+    dtype: str
+    steps: int
+    quick_steps: int
+
+    @property
+    def activations(self) -> list[str]:
+        return [self.hidden] * (len(self.sizes) - 2) + [self.out_act]
+
+    @property
+    def n_weights(self) -> int:
+        return sum(a * b for a, b in zip(self.sizes[:-1], self.sizes[1:], strict=True))
+
+
+def flops_per_step(cfg: Config) -> float:
+    """``6 * batch * weights``: 2 flops per multiply-add, forward (1 GEMM) + backward (2 GEMMs).
+
+    Bias adds, activations, the loss and the update are O(batch * width) or O(weights) and left out;
+    the first layer's input gradient, which no implementation computes, is counted (a ~1/depth
+    overestimate for shallow nets, the convention of MLPerf-style "6 x params x tokens" counts).
+    """
+    return 6.0 * cfg.batch * cfg.n_weights
+
+
+CONFIGS: dict[str, Config] = {
+    c.name: c
+    for c in (
+        # The seed's network, per-sample SGD: pure interpreter overhead, 1000 samples per repeat.
+        Config("seed-per-sample", (50, 5), "sigmoid", "sigmoid", "mse", 1, "float64", 1000, 1000),
+        # A small deep net: 8 hidden layers of 64.
+        Config("deep-8x64", (64,) + (64,) * 8 + (10,), "relu", "identity", "cross_entropy", 32, "float32", 200, 100),
+        # MNIST-sized MLP.
+        Config("mnist-784-256-256-10", (784, 256, 256, 10), "relu", "identity", "cross_entropy", 128, "float32", 100, 40),
+        # Wide: GEMM-bound.
+        Config("wide-1024-4096-4096-1024", (1024, 4096, 4096, 1024), "relu", "identity", "mse", 256, "float32", 6, 3),
+    )
+}

@@ -1,0 +1,167 @@
+"""Data-parallel training over MPI: ONE in-place ``Allreduce`` of the flat gradient per step.
+
+Because the whole gradient is one contiguous buffer, a data-parallel step needs exactly one
+collective (PyTorch DDP and Horovod bucket or fuse many tensors first). The gradient buffer has
+four spare slots behind it (see ``FlatMLP._grad_parent``) that ride along in the same message:
+
+* slot ``P``     the batch loss (with the gradient's finiteness folded in), averaged for the history;
+* slot ``P+1``   a second value (validation accuracy at the end of an epoch);
+* slot ``P+2``   a "stop" vote (early stopping or a callback on any rank stops every rank);
+* slot ``P+3``   an error flag: a rank that raises joins the next collective with it set, so every
+  other rank raises :class:`RemoteRankError` instead of waiting forever.
+
+Every collective inside the training loop is this same ``Allreduce`` over ``P + 4`` numbers,
+so a failing rank's last message always matches what the others are waiting in.
+
+Use it through ``net.fit(X_local, Y_local, comm=MPI.COMM_WORLD, ...)``: each rank passes its own
+shard (all the same length), rank 0's parameters are broadcast first, and every rank then applies
+the same optimizer step to the same averaged gradient, so parameters stay identical everywhere.
+
+GPU arrays (CuPy, torch CUDA) are staged through a host buffer by default; set
+``FLATNET_XP_CUDA_AWARE_MPI=1`` to hand device buffers straight to a CUDA-aware MPI. Neither GPU
+path has been run yet (no GPU machine was available when this was written).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from flatnet_xp._compat import to_numpy
+
+if TYPE_CHECKING:
+    from flatnet_xp.network import FlatMLP
+
+__all__ = ["DataParallel", "RemoteRankError"]
+
+
+class RemoteRankError(RuntimeError):
+    """Another rank raised during data-parallel training; this rank stopped too."""
+
+
+class DataParallel:
+    """The collective side of ``fit(..., comm=...)`` (see the module doc).
+
+    Parameters
+    ----------
+    comm : mpi4py.MPI.Comm
+    net : FlatMLP
+    n_local : int
+        Number of samples in this rank's shard.
+    seed : int or None
+        The shuffle seed; rank 0's choice is broadcast so every rank derives its own stream from it.
+    """
+
+    def __init__(self, comm: Any, net: FlatMLP, n_local: int, seed: int | None) -> None:
+        if not all(hasattr(comm, a) for a in ("Allreduce", "Bcast", "allgather", "Get_rank")):
+            raise TypeError(f"comm: expected an mpi4py communicator, got {type(comm).__name__}")
+        self.comm, self.rank, self.size = comm, comm.Get_rank(), comm.Get_size()
+        signature = (n_local, net.layout.sizes, net.activations, net.dtype_name)
+        everyone = comm.allgather(signature)
+        if any(s[1:] != signature[1:] for s in everyone):
+            raise ValueError(f"comm: every rank needs the same network; got {[s[1:] for s in everyone]}")
+        lengths = [s[0] for s in everyone]
+        if len(set(lengths)) != 1:
+            raise ValueError(f"X: every rank needs a shard of the same length; shard lengths by rank: {lengths}")
+        self.P = net.layout.n_params
+        self._be = net._be
+        self._parent = net._grad_parent
+        self._head = self._parent[: self.P + 1]  # gradient and loss: averaged after the sum
+        self._mode, self._buf = _transport(net._be, self._parent)
+        self._finished = False
+        self.shuffle_seed = comm.bcast(seed if seed is not None else int(np.random.SeedSequence().entropy), root=0)
+        mode, buf = _transport(net._be, net.params)
+        self._collective(comm.Bcast, net.params, mode, buf, root=0)
+
+    def _collective(self, fn: Any, arr: Any, mode: str, buf: Any, **kwargs: Any) -> None:
+        """Run ``fn`` in place on ``arr`` through its transport (zero-copy view, device, or staged)."""
+        from mpi4py import MPI
+
+        args = (buf,) if fn == self.comm.Bcast else (MPI.IN_PLACE, buf)
+        if mode == "stage":
+            buf[...] = to_numpy(arr)
+        elif mode == "device":
+            _synchronize(arr)
+        fn(*args, **kwargs)
+        if mode == "stage":
+            arr[...] = self._be.asarray(buf)
+
+    def _allreduce(self, error: bool = False) -> None:
+        from mpi4py import MPI
+
+        parent = self._parent
+        parent[self.P + 3] = 1.0 if error else 0.0
+        self._collective(self.comm.Allreduce, parent, self._mode, self._buf, op=MPI.SUM)
+        if not error and float(parent[self.P + 3]) > 0:
+            self._finished = True
+            raise RemoteRankError("another MPI rank raised an exception; stopping this rank too (see that rank's error)")
+
+    def allreduce_step(self, net: FlatMLP, probe: Any) -> Any:
+        """Sum gradient and loss over ranks and divide by the rank count; returns the mean loss probe."""
+        self._parent[self.P] = probe
+        self._allreduce()
+        self._head *= 1.0 / self.size
+        return self._parent[self.P]
+
+    def mean_pair(self, a: float, b: float) -> tuple[float, float]:
+        """Mean over ranks of two host numbers (validation loss and accuracy)."""
+        self._parent[self.P] = a
+        self._parent[self.P + 1] = 0.0 if b != b else b
+        self._allreduce()
+        return float(self._parent[self.P]) / self.size, (float(self._parent[self.P + 1]) / self.size if b == b else b)
+
+    def any(self, flag: bool) -> bool:
+        """True on every rank when ``flag`` is true on any rank."""
+        self._parent[self.P + 2] = 1.0 if flag else 0.0
+        self._allreduce()
+        return float(self._parent[self.P + 2]) > 0
+
+    def finish(self) -> None:
+        """The loop's last collective: after it nothing can leave another rank waiting."""
+        self._allreduce()
+        self._finished = True
+
+    def fail(self, exc: BaseException) -> None:
+        """Tell the other ranks (through the collective they are waiting in) that this rank failed."""
+        if self._finished or isinstance(exc, RemoteRankError):
+            return
+        print(f"[flatnet_xp rank {self.rank}] {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        try:
+            self._allreduce(error=True)
+        except Exception:  # the communicator itself is broken: nothing left but to abort the job
+            self.comm.Abort(1)
+        self._finished = True
+
+
+def _synchronize(arr: Any) -> None:
+    """Make sure a device buffer is complete before MPI reads it."""
+    mod = type(arr).__module__
+    if mod.startswith("cupy"):
+        import cupy
+
+        cupy.cuda.get_current_stream().synchronize()
+    elif mod.startswith("torch"):
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def _transport(be: Any, arr: Any) -> tuple[str, Any]:
+    """How MPI reaches ``arr``: ``("view", ndarray sharing its memory)``, ``("device", arr)`` for a
+    CUDA-aware MPI, or ``("stage", host buffer)`` (pinned host memory for CuPy)."""
+    if isinstance(arr, np.ndarray):
+        return "view", arr
+    if be.name == "torch" and not be.is_gpu:
+        return "view", arr.numpy()  # shares memory with the tensor
+    if be.is_gpu and os.environ.get("FLATNET_XP_CUDA_AWARE_MPI") == "1":
+        return "device", arr
+    n, dtype = int(arr.shape[0]), np.dtype(str(arr.dtype).rsplit(".", 1)[-1])
+    if be.name == "cupy":
+        import cupy
+
+        mem = cupy.cuda.alloc_pinned_memory(n * dtype.itemsize)
+        return "stage", np.frombuffer(mem, dtype, n)
+    return "stage", np.empty(n, dtype=dtype)
