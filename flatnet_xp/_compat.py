@@ -105,9 +105,7 @@ def _name_of_namespace(ns: Any) -> str:
     for immutable in ("jax", "dask", "ndonnx", "tensorflow", "mlx"):
         if immutable in modname:
             raise ValueError("backend: " + _IMMUTABLE_REASON.format(name=modname))
-    raise TypeError(
-        f"backend: expected one of {sorted(BACKENDS)} or one of their array namespaces, got {ns!r}"
-    )
+    raise TypeError(f"backend: expected one of {sorted(BACKENDS)} or one of their array namespaces, got {ns!r}")
 
 
 def get_backend(backend: str | ModuleType = "numpy", device: Any = None) -> Backend:
@@ -204,9 +202,9 @@ def to_numpy(arr: Any) -> np.ndarray:
     if isinstance(arr, np.ndarray):
         return arr
     if array_api_compat.is_cupy_array(arr):
-        return arr.get()  # type: ignore[no-any-return]
+        return arr.get()
     if array_api_compat.is_torch_array(arr):
-        return arr.detach().cpu().numpy()  # type: ignore[no-any-return]
+        return arr.detach().cpu().numpy()
     if _is_strict_array(arr):
         return np.asarray(np.from_dlpack(arr))
     return np.asarray(arr)

@@ -66,9 +66,7 @@ class Dataset:
         X = check_features(X, n_features, name_x)
         Y = as_data_array(name_y, Y, ndims=(1, 2))
         if Y.shape[0] != X.shape[0]:
-            raise ValueError(
-                f"{name_y}: expected {X.shape[0]} rows to match {name_x}, got {describe(Y)}"
-            )
+            raise ValueError(f"{name_y}: expected {X.shape[0]} rows to match {name_x}, got {describe(Y)}")
         self.labels = loss == "cross_entropy" and Y.ndim == 1
         if self.labels:
             if n_outputs < 2:
@@ -81,9 +79,7 @@ class Dataset:
                 Y = Y[:, None]
             if Y.ndim != 2 or Y.shape[1] != n_outputs:
                 what = "class labels (1-D) or " if loss == "cross_entropy" else ""
-                raise ValueError(
-                    f"{name_y}: expected {what}targets of shape (n, {n_outputs}), got {describe(Y)}"
-                )
+                raise ValueError(f"{name_y}: expected {what}targets of shape (n, {n_outputs}), got {describe(Y)}")
         if check_values:
             check_finite(name_x, X)
             if not self.labels:

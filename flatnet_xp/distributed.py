@@ -58,6 +58,8 @@ class DataParallel:
     def __init__(self, comm: Any, net: FlatMLP, n_local: int, seed: int | None) -> None:
         if not all(hasattr(comm, a) for a in ("Allreduce", "Bcast", "allgather", "Get_rank")):
             raise TypeError(f"comm: expected an mpi4py communicator, got {type(comm).__name__}")
+        from flatnet_xp.training import fresh_entropy
+
         self.comm, self.rank, self.size = comm, comm.Get_rank(), comm.Get_size()
         signature = (n_local, net.layout.sizes, net.activations, net.dtype_name)
         everyone = comm.allgather(signature)
@@ -72,7 +74,7 @@ class DataParallel:
         self._head = self._parent[: self.P + 1]  # gradient and loss: averaged after the sum
         self._mode, self._buf = _transport(net._be, self._parent)
         self._finished = False
-        self.shuffle_seed = comm.bcast(seed if seed is not None else int(np.random.SeedSequence().entropy), root=0)
+        self.shuffle_seed = comm.bcast(seed if seed is not None else fresh_entropy(), root=0)
         mode, buf = _transport(net._be, net.params)
         self._collective(comm.Bcast, net.params, mode, buf, root=0)
 
@@ -97,7 +99,9 @@ class DataParallel:
         self._collective(self.comm.Allreduce, parent, self._mode, self._buf, op=MPI.SUM)
         if not error and float(parent[self.P + 3]) > 0:
             self._finished = True
-            raise RemoteRankError("another MPI rank raised an exception; stopping this rank too (see that rank's error)")
+            raise RemoteRankError(
+                "another MPI rank raised an exception; stopping this rank too (see that rank's error)"
+            )
 
     def allreduce_step(self, net: FlatMLP, probe: Any) -> Any:
         """Sum gradient and loss over ranks and divide by the rank count; returns the mean loss probe."""

@@ -74,7 +74,9 @@ class History:
         """Inverse of :meth:`to_dict`; raises ValueError on unknown or malformed fields."""
         names = {f.name for f in fields(cls)}
         if not isinstance(data, dict) or set(data) - names:
-            raise ValueError(f"history: unexpected fields {sorted(set(data) - names) if isinstance(data, dict) else data!r}")
+            raise ValueError(
+                f"history: unexpected fields {sorted(set(data) - names) if isinstance(data, dict) else data!r}"
+            )
         kwargs: dict[str, Any] = {}
         for k, v in data.items():
             if isinstance(v, list):

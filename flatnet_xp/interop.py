@@ -133,7 +133,9 @@ def from_torch(
     sizes = [int(weights[0].shape[1])] + [int(w.shape[0]) for w in weights]
     for k, (w, b) in enumerate(zip(weights, biases, strict=True)):
         if w.ndim != 2 or w.shape[1] != sizes[k] or b.shape != (w.shape[0],):
-            raise ValueError(f"layer {k}: weight {tuple(w.shape)} / bias {tuple(b.shape)} do not chain from width {sizes[k]}")
+            raise ValueError(
+                f"layer {k}: weight {tuple(w.shape)} / bias {tuple(b.shape)} do not chain from width {sizes[k]}"
+            )
     net_dtype = dtype or ("float64" if weights[0].dtype == np.float64 else "float32")
     net = FlatMLP(sizes, chosen, backend=backend, dtype=net_dtype, device=device)
     net.set_params(np.concatenate([w.ravel() for w in weights]), np.concatenate(biases))

@@ -262,8 +262,8 @@ class RMSprop(Optimizer):
             raise TypeError(f"centered: expected a bool, got {describe(centered)}")
         self.centered = centered
         self.weight_decay = check_real("weight_decay", weight_decay, minimum=0.0)
-        self.buffer_names = ("square_avg",) + (("grad_avg",) if centered else ()) + (
-            ("momentum_buffer",) if self.momentum else ()
+        self.buffer_names = (
+            ("square_avg",) + (("grad_avg",) if centered else ()) + (("momentum_buffer",) if self.momentum else ())
         )
 
     def hyperparameters(self) -> dict[str, Any]:

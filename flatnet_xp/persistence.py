@@ -49,7 +49,7 @@ FORMAT_VERSION = 1
 #: Largest JSON header accepted (ours are a few kB; safetensors itself allows 100 MB).
 MAX_HEADER_BYTES = 1 << 20
 _ST_DTYPES = {"float32": "F32", "float64": "F64"}
-_NP_OF_ST = {"F32": np.dtype("<f4"), "F64": np.dtype("<f8")}
+_NP_OF_ST: dict[str, np.dtype[Any]] = {"F32": np.dtype("<f4"), "F64": np.dtype("<f8")}
 
 
 class ModelFileError(ValueError):
@@ -224,7 +224,9 @@ def read_file(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, n
     return meta, tensors
 
 
-def load_model(path: str | os.PathLike[str], backend: Any = None, dtype: str | None = None, device: Any = None) -> FlatMLP:
+def load_model(
+    path: str | os.PathLike[str], backend: Any = None, dtype: str | None = None, device: Any = None
+) -> FlatMLP:
     """Read a model (or the model inside a checkpoint) onto ``backend`` (default numpy) and ``dtype``."""
     from flatnet_xp.network import FlatMLP
 

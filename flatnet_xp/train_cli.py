@@ -145,7 +145,7 @@ def run_train(args: argparse.Namespace) -> int:
             y = y.astype(np.int64) if np.all(np.isfinite(y) & (y == np.round(y))) else y
         rng = np.random.default_rng(args.seed)
         order = rng.permutation(X.shape[0])
-        n_val = int(round(args.val_split * X.shape[0]))
+        n_val = round(args.val_split * X.shape[0])
         val_idx, train_idx = order[:n_val], order[n_val:]
         acts = [args.activation] * (len(args.layers) - 2) + [args.output_activation]
         net = fx.FlatMLP(args.layers, acts, backend=args.backend, dtype=args.dtype, seed=args.seed, device=args.device)

@@ -21,7 +21,7 @@ from flatnet_xp.optim import Adam, Optimizer
 if TYPE_CHECKING:
     from flatnet_xp.network import FlatMLP
 
-__all__ = ["fit"]
+__all__ = ["fit", "fresh_entropy"]
 
 
 class _EarlyStopping:
@@ -213,7 +213,7 @@ def fit(
 
         dist = DataParallel(comm, net, data.n, seed)
     rank = 0 if dist is None else dist.rank
-    entropy = int(np.random.SeedSequence().entropy) if seed is None else seed
+    entropy = fresh_entropy() if seed is None else seed
     if dist is not None:
         entropy = dist.shuffle_seed
     optimizer.bind(net)
@@ -226,7 +226,7 @@ def fit(
     sizes = np.minimum(batch_size, n - np.arange(nb) * batch_size).astype(np.float64)
     lazy = be.is_gpu  # no host sync per step on a GPU: check finiteness once per epoch
     snapshot = xp.asarray(net.params, copy=True) if lazy else None
-    dev_losses = xp.zeros(nb, dtype=net.dtype, device=be.device) if lazy else None
+    dev_losses: Any = xp.zeros(nb, dtype=net.dtype, device=be.device) if lazy else None
     host_losses = np.zeros(nb)
     bar: _Progress | None = None
     try:
@@ -310,6 +310,11 @@ def fit(
         history.best_epoch = stopper.best_epoch
     net.history_ = history
     return history
+
+
+def fresh_entropy() -> int:
+    """128 bits of OS entropy as an int (the shuffle seed when none is given)."""
+    return int(np.random.SeedSequence().entropy)  # type: ignore[arg-type]
 
 
 def _epoch_order(entropy: int, rank: int, epoch: int, n: int) -> np.ndarray:

@@ -34,9 +34,7 @@ def test_weight_index_is_the_seed_index(sizes, data):
 @given(sizes_strategy)
 def test_slices_tile_the_buffers_without_gaps(sizes):
     lay = Layout(sizes)
-    assert [lay.w_slice(k).stop - lay.w_slice(k).start for k in range(lay.n_layers)] == [
-        o * i for o, i in lay.shapes
-    ]
+    assert [lay.w_slice(k).stop - lay.w_slice(k).start for k in range(lay.n_layers)] == [o * i for o, i in lay.shapes]
     assert lay.w_slice(0).start == 0 and lay.w_slice(lay.n_layers - 1).stop == lay.w_len
     assert lay.b_slice(lay.n_layers - 1).stop == lay.b_len
 

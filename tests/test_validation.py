@@ -10,6 +10,13 @@ from hypothesis import strategies as st
 import flatnet_xp as fx
 
 
+def with_value(a: np.ndarray, flat_index: int, value: float) -> np.ndarray:
+    """A copy of ``a`` with one element replaced."""
+    out = a.copy()
+    out.flat[flat_index] = value
+    return out
+
+
 def net_and_data(backend: str = "numpy"):
     net = fx.FlatMLP([3, 4, 2], activations=["tanh", "identity"], backend=backend, dtype="float64", seed=0)
     rng = np.random.default_rng(0)
@@ -62,9 +69,9 @@ def test_bad_features_for_forward(xp, X, error, match):
     ("change", "error", "match"),
     [
         (lambda X, Y: (X, Y[:7]), ValueError, r"Y: expected 10 rows to match X, got ndarray of shape \(7, 2\)"),
-        (lambda X, Y: (X, Y[:, :1]), ValueError, r"Y: expected targets of shape \(n, 2\), got ndarray of shape \(10, 1\)"),
-        (lambda X, Y: (np.where(np.arange(30).reshape(10, 3) == 4, np.nan, X), Y), ValueError, "X: expected finite values"),
-        (lambda X, Y: (X, np.where(np.arange(20).reshape(10, 2) == 3, np.inf, Y)), ValueError, "Y: expected finite values"),
+        (lambda X, Y: (X, Y[:, :1]), ValueError, r"Y: expected targets of shape \(n, 2\), got .* \(10, 1\)"),
+        (lambda X, Y: (with_value(X, 4, np.nan), Y), ValueError, "X: expected finite values"),
+        (lambda X, Y: (X, with_value(Y, 3, np.inf)), ValueError, "Y: expected finite values"),
         (lambda X, Y: (X[:0], Y[:0]), ValueError, "X: expected non-empty data"),
         (lambda X, Y: (X, np.array(["x"] * 10)), TypeError, "Y: expected a numeric"),
     ],
@@ -205,6 +212,6 @@ def test_fit_either_trains_or_refuses_cleanly(epochs, batch_size):
         hist = net.fit(X, Y, epochs=epochs, batch_size=batch_size, optimizer=fx.SGD(lr=0.01), progress=False)
         assert len(hist.loss) == epochs
     else:
-        with pytest.raises((TypeError, ValueError), match="epochs|batch_size"):
+        with pytest.raises((TypeError, ValueError), match=r"epochs|batch_size"):
             net.fit(X, Y, epochs=epochs, batch_size=batch_size, optimizer=fx.SGD(lr=0.01), progress=False)
         np.testing.assert_array_equal(net.params, before)

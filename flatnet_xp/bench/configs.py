@@ -64,7 +64,9 @@ CONFIGS: dict[str, Config] = {
         # A small deep net: 8 hidden layers of 64.
         Config("deep-8x64", (64,) + (64,) * 8 + (10,), "relu", "identity", "cross_entropy", 32, "float32", 200, 100),
         # MNIST-sized MLP.
-        Config("mnist-784-256-256-10", (784, 256, 256, 10), "relu", "identity", "cross_entropy", 128, "float32", 100, 40),
+        Config(
+            "mnist-784-256-256-10", (784, 256, 256, 10), "relu", "identity", "cross_entropy", 128, "float32", 100, 40
+        ),
         # Wide: GEMM-bound.
         Config("wide-1024-4096-4096-1024", (1024, 4096, 4096, 1024), "relu", "identity", "mse", 256, "float32", 6, 3),
     )

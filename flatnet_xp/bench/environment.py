@@ -76,8 +76,16 @@ def describe_environment(threads: int) -> dict[str, Any]:
         "versions": _versions(),
         "blas": _blas(),
         "numpy_config_blas": _numpy_blas_name(),
-        "env": {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS",
-                                                "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")},  # fmt: skip
+        "env": {
+            k: os.environ.get(k)
+            for k in (
+                "OPENBLAS_CORETYPE",
+                "OPENBLAS_L2_SIZE",
+                "OMP_NUM_THREADS",
+                "OPENBLAS_NUM_THREADS",
+                "MKL_NUM_THREADS",
+            )
+        },
         "gpu": _gpu(),
     }
     return env
@@ -86,6 +94,6 @@ def describe_environment(threads: int) -> dict[str, Any]:
 def _numpy_blas_name() -> str | None:
     try:
         cfg = np.show_config(mode="dicts")
-        return str(cfg["Build Dependencies"]["blas"].get("name"))  # type: ignore[index]
+        return str(cfg["Build Dependencies"]["blas"].get("name"))
     except Exception:
         return None

@@ -10,6 +10,7 @@ import os
 import statistics
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -134,7 +135,7 @@ def _jobs(cfg: Config, steps: int, quick: bool, gpu: bool) -> list[tuple[str, Ca
         on_gpu = backend == "cupy" or device == "cuda"
         if on_gpu != gpu:
             continue
-        jobs.append((f"flatnet_xp/{backend}", lambda b=backend, d=device: flatnet_runner(cfg, steps, b, d)))
+        jobs.append((f"flatnet_xp/{backend}", partial(flatnet_runner, cfg, steps, backend, device)))
     if _has("torch") and (not gpu or _torch_cuda()):
         dev = "cuda" if gpu else "cpu"
         jobs.append((f"torch/{dev}", lambda: torch_runner(cfg, steps, dev)))
@@ -241,18 +242,31 @@ def scaling(quick: bool, threads: int, gpu: bool = False) -> list[dict[str, Any]
     base = CONFIGS["mnist-784-256-256-10"]
     cases = [("width", w, Config(f"width-{w}", (w, w, w, w), "relu", "identity", "mse", 128, "float32", 5, 3))
              for w in widths]  # fmt: skip
-    cases += [("batch", b, Config(f"batch-{b}", base.sizes, "relu", "identity", "cross_entropy", b, "float32",
-                                  max(3, 512 // b), max(2, 128 // b)))  # fmt: skip
-              for b in batches]
+    cases += [
+        (
+            "batch",
+            b,
+            Config(
+                f"batch-{b}",
+                base.sizes,
+                "relu",
+                "identity",
+                "cross_entropy",
+                b,
+                "float32",
+                max(3, 512 // b),
+                max(2, 128 // b),
+            ),
+        )
+        for b in batches
+    ]
     out = []
     with _threads(threads):
         for axis, value, cfg in cases:
             steps = cfg.quick_steps if quick else cfg.steps
-            makers: list[Callable[[], Runner]] = [
-                lambda c=cfg, s=steps: flatnet_runner(c, s, "cupy" if gpu else "numpy")
-            ]
+            makers: list[Callable[[], Runner]] = [partial(flatnet_runner, cfg, steps, "cupy" if gpu else "numpy")]
             if _has("torch"):
-                makers.append(lambda c=cfg, s=steps: torch_runner(c, s, "cuda" if gpu else "cpu"))
+                makers.append(partial(torch_runner, cfg, steps, "cuda" if gpu else "cpu"))
             for make in makers:
                 runner = make()
                 times = time_runner(runner, steps, 3)
@@ -308,7 +322,9 @@ def write_results(records: list[dict[str, Any]], env: dict[str, Any], scale: lis
     out.mkdir(parents=True, exist_ok=True)
 
     def dump(obj: Any) -> bytes:
-        return json.dumps(obj, indent=1, default=lambda v: None if isinstance(v, float) and math.isnan(v) else str(v)).encode()
+        return json.dumps(
+            obj, indent=1, default=lambda v: None if isinstance(v, float) and math.isnan(v) else str(v)
+        ).encode()
 
     atomic_write_bytes(out / "results.json", dump(records))
     atomic_write_bytes(out / "environment.json", dump(env))
