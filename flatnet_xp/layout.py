@@ -5,6 +5,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from itertools import accumulate, pairwise
 
 from flatnet_xp._validation import check_layer_sizes
@@ -48,35 +49,35 @@ class Layout:
     def __init__(self, sizes: Sequence[int]) -> None:
         object.__setattr__(self, "sizes", check_layer_sizes(sizes))
 
-    @property
+    @cached_property
     def n_layers(self) -> int:
         """Number of weight layers (``len(sizes) - 1``)."""
         return len(self.sizes) - 1
 
-    @property
+    @cached_property
     def shapes(self) -> tuple[tuple[int, int], ...]:
         """``(L_out, L_in)`` of every weight layer."""
         return tuple((n_out, n_in) for n_in, n_out in pairwise(self.sizes))
 
-    @property
+    @cached_property
     def w_offsets(self) -> tuple[int, ...]:
         return tuple(accumulate((o * i for o, i in self.shapes), operator.add, initial=0))
 
-    @property
+    @cached_property
     def b_offsets(self) -> tuple[int, ...]:
         return tuple(accumulate(self.sizes[1:], operator.add, initial=0))
 
-    @property
+    @cached_property
     def w_len(self) -> int:
         """``L_1 L_2 + L_2 L_3 + ... + L_{n-1} L_n``."""
         return self.w_offsets[-1]
 
-    @property
+    @cached_property
     def b_len(self) -> int:
         """``L_2 + ... + L_n``."""
         return self.b_offsets[-1]
 
-    @property
+    @cached_property
     def n_params(self) -> int:
         return self.w_len + self.b_len
 

@@ -43,8 +43,9 @@ def _mse_value(xp: Any, z: Any, y: Any) -> Any:
 
 def _mse_value_and_grad(xp: Any, ops: Any, z: Any, y: Any, out: Any) -> Any:
     r = ops.subtract(z, y, out=out)
-    loss = xp.sum(r * r) / _size(z)
-    r *= 2.0 / _size(z)
+    size = _size(z)
+    loss = ops.total(r * r) / size
+    r *= 2.0 / size
     return loss
 
 

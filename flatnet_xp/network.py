@@ -58,10 +58,13 @@ def _check_activations(activations: Any, n_layers: int) -> tuple[str, ...]:
 class _Workspace:
     """Activation and delta buffers for one batch size, allocated once and reused every step."""
 
-    def __init__(self, xp: Any, device: Any, dtype: Any, n: int, widths: Sequence[int]) -> None:
-        self.acts = [xp.empty((n, w), dtype=dtype, device=device) for w in widths]
-        self.deltas = [xp.empty((n, w), dtype=dtype, device=device) for w in widths]
+    def __init__(self, xp: Any, device: Any, dtype: Any, n: int, sizes: Sequence[int], n_params: int) -> None:
+        self.acts = [xp.empty((n, w), dtype=dtype, device=device) for w in sizes[1:]]
+        self.deltas = [xp.empty((n, w), dtype=dtype, device=device) for w in sizes[1:]]
         self.deltas_t = [xp.matrix_transpose(d) for d in self.deltas]
+        #: Sum the gradient directly (cheap for small nets) or through the row-sum identity.
+        # (direct: O(params) reads; identity: about 2 * batch * sum(sizes) reads)
+        self.direct_sum = n_params <= max(1 << 16, 2 * n * sum(sizes))
 
 
 class FlatMLP:
@@ -170,7 +173,7 @@ class FlatMLP:
         ws = self._workspaces.get(n)
         if ws is None:
             be = self._be
-            ws = _Workspace(be.xp, be.device, self.dtype, n, self.layout.sizes[1:])
+            ws = _Workspace(be.xp, be.device, self.dtype, n, self.layout.sizes, self.layout.n_params)
             if n <= PREDICT_BATCH:  # keep small ones for reuse; a one-off huge forward is not kept
                 if len(self._workspaces) >= _MAX_WORKSPACES:
                     self._workspaces.pop(next(iter(self._workspaces)))
@@ -276,6 +279,28 @@ class FlatMLP:
         value = loss.value_and_grad(self._be.xp, self._be.ops, z, y, ws.deltas[-1])
         self._backward(x, ws)
         return value
+
+    def _loss_and_grad_probe(self, x: Any, y: Any, loss: Loss) -> tuple[Any, Any]:
+        """Like :meth:`_loss_and_grad`, plus ``probe = loss + 0 * sum(gradient)``: a 0-d array equal
+        to the loss when loss and gradient are finite, and NaN/inf as soon as either is not."""
+        xp = self._be.xp
+        n = int(x.shape[0])
+        ws = self._workspace(n)
+        z = self._forward(x, ws)
+        value = loss.value_and_grad(xp, self._be.ops, z, y, ws.deltas[-1])
+        self._backward(x, ws)
+        if ws.direct_sum:
+            total = self._be.ops.total(self.grads)
+        else:
+            # sum(dW_k) = sum_n rowsum(delta_k)[n] * rowsum(a_{k-1})[n] and sum(db_k) = sum(delta_k):
+            # the gradient's sum in O(batch x width) instead of O(weights), with NaN/inf propagating
+            # the same way (0 * inf = NaN). Row sums in float64 so large finite values don't overflow.
+            total = 0.0
+            for k in range(self.layout.n_layers):
+                rs_d = xp.astype(xp.sum(ws.deltas[k], axis=1), xp.float64)
+                rs_a = xp.astype(xp.sum(x if k == 0 else ws.acts[k - 1], axis=1), xp.float64)
+                total = total + xp.vecdot(rs_d, rs_a) + xp.sum(rs_d)
+        return value, value + 0.0 * total
 
     # ----------------------------------------------------------------- public math
     def _as_input(self, X: Any, name: str = "X") -> Any:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from flatnet_xp._shim import Blocks
 from flatnet_xp._validation import check_real, describe
 from flatnet_xp.schedules import Schedule, as_schedule
 
@@ -50,6 +51,8 @@ class Optimizer:
         self.state: dict[str, Any] = {}
         self._net_id: int | None = None
         self._w_len = 0
+        self._scratch: list[Any] = []
+        self._blocks = Blocks(0, enabled=False)
 
     # ------------------------------------------------------------------ state
     def hyperparameters(self) -> dict[str, Any]:
@@ -59,18 +62,22 @@ class Optimizer:
 
     def bind(self, net: FlatMLP) -> None:
         """Attach to ``net``: allocate zeroed state buffers unless already bound to it."""
-        if self._net_id == id(net) and self.state and self.state["_tmp"].shape == net.params.shape:
+        if self._net_id == id(net) and self._scratch:
             return
-        xp = net.xp
-        self.state = {n: xp.zeros_like(net.params) for n in self.buffer_names}
-        self.state["_tmp"] = xp.empty_like(net.params)
+        xp, n = net.xp, net.layout.n_params
+        self.state = {name: xp.zeros_like(net.params) for name in self.buffer_names}
+        self._blocks = Blocks(n, enabled=net.backend == "numpy")
+        self._scratch = [
+            xp.empty(self._blocks.scratch_size(), dtype=net.dtype, device=net.device)
+            for _ in range(self._blocks.threads)
+        ]
         self.t = 0
         self._net_id = id(net)
         self._w_len = net.layout.w_len
 
     def state_buffers(self) -> dict[str, Any]:
-        """The persistent state buffers by name (scratch excluded)."""
-        return {n: self.state[n] for n in self.buffer_names}
+        """The persistent state buffers by name."""
+        return dict(self.state)
 
     # ------------------------------------------------------------------ update
     def step(self, net: FlatMLP) -> Any:
@@ -83,17 +90,34 @@ class Optimizer:
             g *= be.xp.clip(self.clip_norm / (norm + 1e-6), max=1.0)
         lr = self.lr(self.t)
         self.t += 1
-        return self._update(be.xp, be.ops, net.params, g, lr)
+        p, ops, state, scratch = net.params, be.ops, self.state, self._scratch
+        if not self._blocks.blocked:
+            self._update(ops, 0, p, g, state, scratch[0], lr)
+            return p
 
-    def _update(self, xp: Any, ops: Any, p: Any, g: Any, lr: float) -> Any:
+        def block(lo: int, hi: int, worker: int) -> None:
+            views = {name: buf[lo:hi] for name, buf in state.items()}
+            self._update(ops, lo, p[lo:hi], g[lo:hi], views, scratch[worker][: hi - lo], lr)
+
+        self._blocks.run(block)
+        return p
+
+    def _update(self, ops: Any, lo: int, p: Any, g: Any, s: dict[str, Any], tmp: Any, lr: float) -> Any:
+        """Update the slice ``[lo, lo + len(p))`` of the flat buffers in place and return ``p``.
+
+        ``g``, ``s`` (state buffers by name) are the same slice; ``tmp`` is scratch of that length.
+        """
         raise NotImplementedError
 
-    def _add_l2(self, ops: Any, p: Any, g: Any, weight_decay: float) -> Any:
+    def _weights(self, lo: int, size: int) -> int:
+        """How many leading entries of the slice starting at ``lo`` are weights (not biases)."""
+        return max(0, min(size, self._w_len - lo))
+
+    def _add_l2(self, ops: Any, lo: int, p: Any, g: Any, tmp: Any, weight_decay: float) -> Any:
         """``g_w += weight_decay * w`` on the weights only (coupled L2, as torch's weight_decay)."""
-        if weight_decay:
-            n = self._w_len
-            tmp = ops.multiply(p[:n], weight_decay, out=self.state["_tmp"][:n])
-            g[:n] += tmp
+        n = self._weights(lo, p.shape[0]) if weight_decay else 0
+        if n:
+            g[:n] += ops.multiply(p[:n], weight_decay, out=tmp[:n])
         return g
 
     def __repr__(self) -> str:
@@ -133,23 +157,22 @@ class SGD(Optimizer):
         return {**super().hyperparameters(), "momentum": self.momentum, "nesterov": self.nesterov,
                 "weight_decay": self.weight_decay}  # fmt: skip
 
-    def _update(self, xp: Any, ops: Any, p: Any, g: Any, lr: float) -> Any:
-        g = self._add_l2(ops, p, g, self.weight_decay)
+    def _update(self, ops: Any, lo: int, p: Any, g: Any, s: dict[str, Any], tmp: Any, lr: float) -> Any:
+        g = self._add_l2(ops, lo, p, g, tmp, self.weight_decay)
         if self.momentum:
-            buf, mu = self.state["momentum_buffer"], self.momentum
+            buf, mu = s["momentum_buffer"], self.momentum
             if self.t == 1:
                 ops.copy(g, out=buf)
             else:
                 buf *= mu
                 buf += g
             if self.nesterov:
-                upd = ops.multiply(buf, mu, out=self.state["_tmp"])
+                upd = ops.multiply(buf, mu, out=tmp)
                 upd += g
                 g = upd
             else:
                 g = buf
-        tmp = ops.multiply(g, lr, out=self.state["_tmp"])
-        p -= tmp
+        p -= ops.multiply(g, lr, out=tmp)
         return p
 
 
@@ -186,13 +209,13 @@ class Adam(Optimizer):
         return {**super().hyperparameters(), "betas": list(self.betas), "eps": self.eps,
                 "weight_decay": self.weight_decay}  # fmt: skip
 
-    def _update(self, xp: Any, ops: Any, p: Any, g: Any, lr: float) -> Any:
-        g = self._add_l2(ops, p, g, self.weight_decay)
-        return self._adam(ops, p, g, lr)
+    def _update(self, ops: Any, lo: int, p: Any, g: Any, s: dict[str, Any], tmp: Any, lr: float) -> Any:
+        g = self._add_l2(ops, lo, p, g, tmp, self.weight_decay)
+        return self._adam(ops, p, g, s, tmp, lr)
 
-    def _adam(self, ops: Any, p: Any, g: Any, lr: float) -> Any:
+    def _adam(self, ops: Any, p: Any, g: Any, s: dict[str, Any], tmp: Any, lr: float) -> Any:
         b1, b2 = self.betas
-        m, v, tmp = self.state["exp_avg"], self.state["exp_avg_sq"], self.state["_tmp"]
+        m, v = s["exp_avg"], s["exp_avg_sq"]
         t = self.t
         m *= b1
         m += ops.multiply(g, 1.0 - b1, out=tmp)
@@ -228,11 +251,12 @@ class AdamW(Adam):
     ) -> None:
         super().__init__(lr, betas, eps, weight_decay, clip_norm)
 
-    def _update(self, xp: Any, ops: Any, p: Any, g: Any, lr: float) -> Any:
-        if self.weight_decay:
-            w = p[: self._w_len]
+    def _update(self, ops: Any, lo: int, p: Any, g: Any, s: dict[str, Any], tmp: Any, lr: float) -> Any:
+        n = self._weights(lo, p.shape[0]) if self.weight_decay else 0
+        if n:
+            w = p[:n]
             w *= 1.0 - lr * self.weight_decay
-        return self._adam(ops, p, g, lr)
+        return self._adam(ops, p, g, s, tmp, lr)
 
 
 class RMSprop(Optimizer):
@@ -271,15 +295,15 @@ class RMSprop(Optimizer):
                 "momentum": self.momentum, "centered": self.centered,
                 "weight_decay": self.weight_decay}  # fmt: skip
 
-    def _update(self, xp: Any, ops: Any, p: Any, g: Any, lr: float) -> Any:
-        g = self._add_l2(ops, p, g, self.weight_decay)
-        a, tmp, v = self.alpha, self.state["_tmp"], self.state["square_avg"]
+    def _update(self, ops: Any, lo: int, p: Any, g: Any, s: dict[str, Any], tmp: Any, lr: float) -> Any:
+        g = self._add_l2(ops, lo, p, g, tmp, self.weight_decay)
+        a, v = self.alpha, s["square_avg"]
         v *= a
         ops.multiply(g, g, out=tmp)
         tmp *= 1.0 - a
         v += tmp
         if self.centered:
-            ga = self.state["grad_avg"]
+            ga = s["grad_avg"]
             ga *= a
             ga += ops.multiply(g, 1.0 - a, out=tmp)
             ops.multiply(ga, ga, out=tmp)
@@ -290,7 +314,7 @@ class RMSprop(Optimizer):
         denom += self.eps
         step = ops.divide(g, denom, out=tmp)
         if self.momentum:
-            buf = self.state["momentum_buffer"]
+            buf = s["momentum_buffer"]
             buf *= self.momentum
             buf += step
             step = ops.multiply(buf, lr, out=tmp)

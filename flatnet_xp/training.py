@@ -226,7 +226,7 @@ def fit(
     sizes = np.minimum(batch_size, n - np.arange(nb) * batch_size).astype(np.float64)
     lazy = be.is_gpu  # no host sync per step on a GPU: check finiteness once per epoch
     snapshot = xp.asarray(net.params, copy=True) if lazy else None
-    dev_losses: Any = xp.zeros(nb, dtype=net.dtype, device=be.device) if lazy else None
+    dev_losses: Any = xp.zeros(nb, dtype=xp.float64, device=be.device) if lazy else None
     host_losses = np.zeros(nb)
     bar: _Progress | None = None
     try:
@@ -246,10 +246,9 @@ def fit(
                 hi = min(lo + batch_size, n)
                 idx = slice(lo, hi) if order is None else order[lo:hi]
                 x, y = data.batch(idx)
-                value = net._loss_and_grad(x, y, loss_fn)
                 # One probe carries the loss and the gradient's finiteness: NaN/inf in either
                 # makes it non-finite, and it equals the loss exactly when both are finite.
-                probe = value + 0.0 * xp.sum(net.grads)
+                value, probe = net._loss_and_grad_probe(x, y, loss_fn)
                 if dist is not None:
                     probe = dist.allreduce_step(net, probe)
                 if lazy:

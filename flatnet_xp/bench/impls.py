@@ -57,6 +57,15 @@ def _tracemalloc_peak(fn: Callable[[int], None], steps: int) -> float:
         tracemalloc.stop()
 
 
+def _epochs_of(cfg: Config, k: int) -> tuple[int, int]:
+    """``(batches per epoch, epochs)`` for ``k`` steps: a whole epoch of the seed's 1000 samples;
+    elsewhere 10 batches a fit call repeated over epochs, as training usually runs (fit's one-off
+    input checks are then paid once per call, not once per 10 steps)."""
+    if cfg.batch == 1 or k % 10:
+        return k, 1
+    return 10, k // 10
+
+
 def flatnet_runner(cfg: Config, steps: int, backend: str, device: Any = None) -> Runner:
     import flatnet_xp as fx
 
@@ -68,8 +77,9 @@ def flatnet_runner(cfg: Config, steps: int, backend: str, device: Any = None) ->
     opt = fx.SGD(lr=LR)
 
     def run(k: int) -> None:
-        n = k * cfg.batch
-        net.fit(X[:n, ...], Y[:n, ...] if Y.ndim == 2 else Y[:n], epochs=1, batch_size=cfg.batch,
+        nb, epochs = _epochs_of(cfg, k)
+        n = nb * cfg.batch
+        net.fit(X[:n, ...], Y[:n, ...] if Y.ndim == 2 else Y[:n], epochs=epochs, batch_size=cfg.batch,
                 optimizer=opt, loss=cfg.loss, shuffle=False, progress=False)  # fmt: skip
 
     def peak(k: int) -> float | None:
@@ -117,8 +127,10 @@ def torch_runner(cfg: Config, steps: int, device: str = "cpu") -> Runner:
     B = cfg.batch
 
     def run(k: int) -> None:
+        nb = _epochs_of(cfg, k)[0]  # the same batches, in the same order, as flatnet_xp's run
         for i in range(k):
-            xb, yb = X[i * B : (i + 1) * B], Y[i * B : (i + 1) * B]
+            j = i % nb
+            xb, yb = X[j * B : (j + 1) * B], Y[j * B : (j + 1) * B]
             opt.zero_grad(set_to_none=True)
             loss = loss_fn(model(xb), yb)
             loss.backward()
@@ -149,8 +161,9 @@ def sklearn_runner(cfg: Config, steps: int) -> Runner:
     note = "MLPRegressor has a linear output layer" if cfg.out_act != "identity" else ""
 
     def run(k: int) -> None:
-        n = k * cfg.batch
-        est.partial_fit(X[:n], Y[:n])  # one epoch = k SGD steps of batch_size
+        nb, epochs = _epochs_of(cfg, k)
+        for _ in range(epochs):  # each partial_fit call is one epoch of nb SGD steps
+            est.partial_fit(X[: nb * cfg.batch], Y[: nb * cfg.batch])
 
     return Runner("sklearn", "numpy", run, lambda k: _tracemalloc_peak(run, k), note)
 
