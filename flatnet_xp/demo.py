@@ -38,8 +38,10 @@ def run_demo(backend: str = "numpy", plot: str | None = "seed_loss_curve.png", d
     t0 = time.perf_counter()
     table, batch_loss = run_seed_experiment(backend, EPOCHS, device)
     elapsed = time.perf_counter() - t0
-    print(f"Seed experiment: [50, 5] sigmoid, per-sample SGD, {EPOCHS} epochs x {N_SAMPLES} samples, "
-          f"backend={backend}, float64")  # fmt: skip
+    print(
+        f"Seed experiment: [50, 5] sigmoid, per-sample SGD, {EPOCHS} epochs x {N_SAMPLES} samples, "
+        f"backend={backend}, float64"
+    )
     print(f"{'epoch':>5}  {'seed write-up':<26}{'flatnet_xp':<26}{'rel. diff':>10}")
     worst = 0.0
     for epoch, (theirs, ours) in enumerate(zip(SEED_TABLE, table, strict=True), 1):
@@ -47,8 +49,10 @@ def run_demo(backend: str = "numpy", plot: str | None = "seed_loss_curve.png", d
         worst = max(worst, rel)
         print(f"{epoch:>5}  {theirs!r:<26}{ours!r:<26}{rel:>10.2e}")
     ok = worst < TOLERANCE
-    print(f"largest relative difference {worst:.2e} ({'<' if ok else '>='} {TOLERANCE:g}): "
-          f"{'reproduced' if ok else 'NOT reproduced'}; training took {elapsed * 1e3:.0f} ms")  # fmt: skip
+    print(
+        f"largest relative difference {worst:.2e} ({'<' if ok else '>='} {TOLERANCE:g}): "
+        f"{'reproduced' if ok else 'NOT reproduced'}; training took {elapsed * 1e3:.0f} ms"
+    )
     if plot:
         try:
             fig = plot_seed_curve(batch_loss, table)

@@ -380,9 +380,17 @@ class FlatMLP:
     def _dataset(self, X: Any, Y: Any, loss: str, *, check_values: bool = True, suffix: str = "") -> Dataset:
         sizes = self.layout.sizes
         return Dataset(
-            self._be, self.dtype, X, Y, sizes[0], sizes[-1], loss,
-            check_values=check_values, name_x="X" + suffix, name_y="Y" + suffix,
-        )  # fmt: skip
+            self._be,
+            self.dtype,
+            X,
+            Y,
+            sizes[0],
+            sizes[-1],
+            loss,
+            check_values=check_values,
+            name_x="X" + suffix,
+            name_y="Y" + suffix,
+        )
 
     def evaluate(self, X: Any, Y: Any, loss: str | None = None, batch_size: int = PREDICT_BATCH) -> float:
         """Mean loss over ``(X, Y)`` (default: the loss the network was last trained with, else mse)."""
@@ -412,9 +420,12 @@ class FlatMLP:
 
     @classmethod
     def load(
-        cls, path: str | os.PathLike[str], backend: str | ModuleType | None = None, dtype: str | None = None,
+        cls,
+        path: str | os.PathLike[str],
+        backend: str | ModuleType | None = None,
+        dtype: str | None = None,
         device: Any = None,
-    ) -> FlatMLP:  # fmt: skip
+    ) -> FlatMLP:
         """Read a model file (or a checkpoint's model) onto ``backend`` (default numpy) and ``dtype``
         (default: the file's). Raises :class:`flatnet_xp.ModelFileError` for any malformed file."""
         from flatnet_xp.persistence import load_model
@@ -423,8 +434,9 @@ class FlatMLP:
 
     def to(self, backend: str | ModuleType, dtype: str | None = None, device: Any = None) -> FlatMLP:
         """A copy of this network on another backend/device (and optionally dtype)."""
-        new = FlatMLP(self.layout.sizes, self.activations, backend=backend, dtype=dtype or self.dtype_name,
-                      device=device)  # fmt: skip
+        new = FlatMLP(
+            self.layout.sizes, self.activations, backend=backend, dtype=dtype or self.dtype_name, device=device
+        )
         new.set_params(*self.get_params())
         new.loss_ = self.loss_
         return new
@@ -447,9 +459,14 @@ class FlatMLP:
 
     @classmethod
     def from_torch(
-        cls, module: Any, activations: str | Sequence[str] | None = None, *, backend: str | ModuleType = "numpy",
-        dtype: str | None = None, device: Any = None,
-    ) -> FlatMLP:  # fmt: skip
+        cls,
+        module: Any,
+        activations: str | Sequence[str] | None = None,
+        *,
+        backend: str | ModuleType = "numpy",
+        dtype: str | None = None,
+        device: Any = None,
+    ) -> FlatMLP:
         """Build from an ``nn.Sequential`` of Linear and activation modules, or from a ``state_dict``
         (then ``activations`` is required). No transpose: our layout is ``nn.Linear.weight``'s."""
         from flatnet_xp.interop import from_torch

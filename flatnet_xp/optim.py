@@ -154,8 +154,12 @@ class SGD(Optimizer):
         self.buffer_names = ("momentum_buffer",) if self.momentum else ()
 
     def hyperparameters(self) -> dict[str, Any]:
-        return {**super().hyperparameters(), "momentum": self.momentum, "nesterov": self.nesterov,
-                "weight_decay": self.weight_decay}  # fmt: skip
+        return {
+            **super().hyperparameters(),
+            "momentum": self.momentum,
+            "nesterov": self.nesterov,
+            "weight_decay": self.weight_decay,
+        }
 
     def _update(self, ops: Any, lo: int, p: Any, g: Any, s: dict[str, Any], tmp: Any, lr: float) -> Any:
         g = self._add_l2(ops, lo, p, g, tmp, self.weight_decay)
@@ -206,8 +210,12 @@ class Adam(Optimizer):
         self.weight_decay = check_real("weight_decay", weight_decay, minimum=0.0)
 
     def hyperparameters(self) -> dict[str, Any]:
-        return {**super().hyperparameters(), "betas": list(self.betas), "eps": self.eps,
-                "weight_decay": self.weight_decay}  # fmt: skip
+        return {
+            **super().hyperparameters(),
+            "betas": list(self.betas),
+            "eps": self.eps,
+            "weight_decay": self.weight_decay,
+        }
 
     def _update(self, ops: Any, lo: int, p: Any, g: Any, s: dict[str, Any], tmp: Any, lr: float) -> Any:
         g = self._add_l2(ops, lo, p, g, tmp, self.weight_decay)
@@ -291,9 +299,14 @@ class RMSprop(Optimizer):
         )
 
     def hyperparameters(self) -> dict[str, Any]:
-        return {**super().hyperparameters(), "alpha": self.alpha, "eps": self.eps,
-                "momentum": self.momentum, "centered": self.centered,
-                "weight_decay": self.weight_decay}  # fmt: skip
+        return {
+            **super().hyperparameters(),
+            "alpha": self.alpha,
+            "eps": self.eps,
+            "momentum": self.momentum,
+            "centered": self.centered,
+            "weight_decay": self.weight_decay,
+        }
 
     def _update(self, ops: Any, lo: int, p: Any, g: Any, s: dict[str, Any], tmp: Any, lr: float) -> Any:
         g = self._add_l2(ops, lo, p, g, tmp, self.weight_decay)

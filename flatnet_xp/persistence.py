@@ -132,8 +132,11 @@ def _parse_meta(path: Any, header: dict[str, Any]) -> dict[str, Any]:
         raise _bad(path, "no checksum")
     if meta["kind"] == "checkpoint":
         opt = meta.get("optimizer")
-        if not (isinstance(opt, dict) and isinstance(opt.get("buffers"), list)
-                and all(isinstance(n, str) and n.isidentifier() for n in opt["buffers"])):  # fmt: skip
+        if not (
+            isinstance(opt, dict)
+            and isinstance(opt.get("buffers"), list)
+            and all(isinstance(n, str) and n.isidentifier() for n in opt["buffers"])
+        ):
             raise _bad(path, f"malformed optimizer entry {opt!r}")
         if type(meta.get("n_batch_loss")) is not int or meta["n_batch_loss"] < 0:
             raise _bad(path, f"malformed n_batch_loss {meta.get('n_batch_loss')!r}")
@@ -232,9 +235,12 @@ def load_model(
 
     meta, tensors = read_file(path)
     net = FlatMLP(
-        meta["layer_sizes"], meta["activations"], backend=backend or "numpy", dtype=dtype or meta["dtype"],
+        meta["layer_sizes"],
+        meta["activations"],
+        backend=backend or "numpy",
+        dtype=dtype or meta["dtype"],
         device=device,
-    )  # fmt: skip
+    )
     net.set_params(tensors["w"], tensors["b"])
     return net
 

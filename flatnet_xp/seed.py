@@ -73,9 +73,15 @@ def run_seed_experiment(
     net = fx.FlatMLP([L1, L2], activations="sigmoid", backend=backend, dtype="float64", device=device)
     net.set_params(data.w, data.b)
     hist = net.fit(
-        data.x, data.y, epochs=epochs, batch_size=1, optimizer=fx.SGD(lr=SEED_LR * L2),
-        loss="mse", shuffle=False, progress=False,
-    )  # fmt: skip
+        data.x,
+        data.y,
+        epochs=epochs,
+        batch_size=1,
+        optimizer=fx.SGD(lr=SEED_LR * L2),
+        loss="mse",
+        shuffle=False,
+        progress=False,
+    )
     return hist.batch_loss[N_SAMPLES - 1 :: N_SAMPLES], hist.batch_loss
 
 

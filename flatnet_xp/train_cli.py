@@ -151,10 +151,17 @@ def run_train(args: argparse.Namespace) -> int:
         net = fx.FlatMLP(args.layers, acts, backend=args.backend, dtype=args.dtype, seed=args.seed, device=args.device)
         opt = OPTIMIZERS[args.optimizer](lr=args.lr)
         hist = net.fit(
-            X[train_idx], y[train_idx], epochs=args.epochs, batch_size=args.batch_size, optimizer=opt,
-            loss=args.loss, seed=args.seed, validation_data=(X[val_idx], y[val_idx]) if n_val else None,
-            patience=args.patience, progress=False if args.no_progress else None,
-        )  # fmt: skip
+            X[train_idx],
+            y[train_idx],
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            optimizer=opt,
+            loss=args.loss,
+            seed=args.seed,
+            validation_data=(X[val_idx], y[val_idx]) if n_val else None,
+            patience=args.patience,
+            progress=False if args.no_progress else None,
+        )
         net.save(args.out)
     except (ValueError, TypeError, OSError, ImportError, RuntimeError) as exc:
         print(f"flatnet-xp train: error: {exc}", file=sys.stderr)

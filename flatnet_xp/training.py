@@ -229,6 +229,9 @@ def fit(
     dev_losses: Any = xp.zeros(nb, dtype=xp.float64, device=be.device) if lazy else None
     host_losses = np.zeros(nb)
     bar: _Progress | None = None
+    # Overflow on the way to a divergence is reported once, as DivergenceError, not as NumPy warnings.
+    quiet = np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore")
+    quiet.__enter__()
     try:
         if resume is not None:  # inside the try: a rank that cannot resume tells the others
             from flatnet_xp.persistence import restore_checkpoint
@@ -302,6 +305,7 @@ def fit(
             dist.fail(exc)
         raise
     finally:
+        quiet.__exit__(None, None, None)
         if bar is not None:
             bar.close()
     if stopper is not None:

@@ -100,8 +100,13 @@ def test_gradient_matches_torch_autograd_on_the_same_flat_buffers(xp, act, loss,
     lay = net.layout
     w = torch.tensor(ref.get_params()[0], requires_grad=True)
     b = torch.tensor(ref.get_params()[1], requires_grad=True)
-    fns = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu,
-           "leaky_relu": torch.nn.functional.leaky_relu, "identity": lambda s: s}  # fmt: skip
+    fns = {
+        "sigmoid": torch.sigmoid,
+        "tanh": torch.tanh,
+        "relu": torch.relu,
+        "leaky_relu": torch.nn.functional.leaky_relu,
+        "identity": lambda s: s,
+    }
     a = torch.tensor(X)
     for k, act_k in enumerate(net.activations):
         W = w[lay.w_slice(k)].view(lay.shapes[k])  # the same flat layout, no transpose
@@ -123,8 +128,15 @@ def test_one_sgd_step_worked_by_hand(xp):
     # w <- [0.5 - 0.1*delta, -0.5 - 0.1*2*delta];  b <- 0.1 - 0.1*delta
     net = fx.FlatMLP([2, 1], activations="sigmoid", backend=xp, dtype="float64")
     net.set_params(np.array([0.5, -0.5]), np.array([0.1]))
-    hist = net.fit(np.array([[1.0, 2.0]]), np.array([[1.0]]), epochs=1, batch_size=1,
-                   optimizer=fx.SGD(lr=0.1), shuffle=False, progress=False)  # fmt: skip
+    hist = net.fit(
+        np.array([[1.0, 2.0]]),
+        np.array([[1.0]]),
+        epochs=1,
+        batch_size=1,
+        optimizer=fx.SGD(lr=0.1),
+        shuffle=False,
+        progress=False,
+    )
     assert hist.batch_loss == [pytest.approx(0.35842691437092283, rel=1e-15)]
     assert_close(net.w, np.array([0.5287682287369738, -0.44246354252605247]), rtol=1e-15)
     assert_close(net.b, np.array([0.12876822873697377]), rtol=1e-15)

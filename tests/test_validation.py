@@ -75,7 +75,7 @@ def test_bad_features_for_forward(xp, X, error, match):
         (lambda X, Y: (X[:0], Y[:0]), ValueError, "X: expected non-empty data"),
         (lambda X, Y: (X, np.array(["x"] * 10)), TypeError, "Y: expected a numeric"),
     ],
-)  # fmt: skip
+)
 def test_bad_data_for_fit(xp, change, error, match):
     net, X, Y = net_and_data(xp)
     X, Y = change(X, Y)
@@ -205,9 +205,13 @@ def test_fit_either_trains_or_refuses_cleanly(epochs, batch_size):
     net, X, Y = net_and_data()
     before = net.params.copy()
     valid = (
-        isinstance(epochs, int) and not isinstance(epochs, bool) and epochs >= 0
-        and isinstance(batch_size, int) and not isinstance(batch_size, bool) and batch_size >= 1
-    )  # fmt: skip
+        isinstance(epochs, int)
+        and not isinstance(epochs, bool)
+        and epochs >= 0
+        and isinstance(batch_size, int)
+        and not isinstance(batch_size, bool)
+        and batch_size >= 1
+    )
     if valid:
         hist = net.fit(X, Y, epochs=epochs, batch_size=batch_size, optimizer=fx.SGD(lr=0.01), progress=False)
         assert len(hist.loss) == epochs

@@ -45,17 +45,23 @@ def run_bench(args: argparse.Namespace) -> int:
     threads = args.threads or os.cpu_count() or 1
     try:
         records, env = run_benchmarks(
-            args.config, quick=args.quick, gpu=args.gpu, repeats=args.repeats, threads=threads,
+            args.config,
+            quick=args.quick,
+            gpu=args.gpu,
+            repeats=args.repeats,
+            threads=threads,
             progress=not args.no_progress,
-        )  # fmt: skip
+        )
     except (RuntimeError, ImportError, ValueError) as exc:
         print(f"flatnet-xp bench: error: {exc}", file=sys.stderr)
         return 2
     print(f"\nmachine: {env['cpu']} ({env['cores']} cores, {threads} threads); GPU: {(env['gpu'] or {}).get('name')}")
     for lib in env["blas"]:
         if lib.get("internal_api"):
-            print(f"BLAS: {lib.get('internal_api')} {lib.get('version')} kernel={lib.get('architecture')} "
-                  f"threads={lib.get('num_threads')} ({lib.get('prefix')})")  # fmt: skip
+            print(
+                f"BLAS: {lib.get('internal_api')} {lib.get('version')} kernel={lib.get('architecture')} "
+                f"threads={lib.get('num_threads')} ({lib.get('prefix')})"
+            )
     print(f"OPENBLAS_CORETYPE={env['env']['OPENBLAS_CORETYPE']} OPENBLAS_L2_SIZE={env['env']['OPENBLAS_L2_SIZE']}")
     print("\nspeed-up of flatnet_xp over each peer (median step time ratio, same run):")
     for r in ratios(records):

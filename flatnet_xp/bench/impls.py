@@ -79,8 +79,16 @@ def flatnet_runner(cfg: Config, steps: int, backend: str, device: Any = None) ->
     def run(k: int) -> None:
         nb, epochs = _epochs_of(cfg, k)
         n = nb * cfg.batch
-        net.fit(X[:n, ...], Y[:n, ...] if Y.ndim == 2 else Y[:n], epochs=epochs, batch_size=cfg.batch,
-                optimizer=opt, loss=cfg.loss, shuffle=False, progress=False)  # fmt: skip
+        net.fit(
+            X[:n, ...],
+            Y[:n, ...] if Y.ndim == 2 else Y[:n],
+            epochs=epochs,
+            batch_size=cfg.batch,
+            optimizer=opt,
+            loss=cfg.loss,
+            shuffle=False,
+            progress=False,
+        )
 
     def peak(k: int) -> float | None:
         if be.is_gpu:
@@ -110,8 +118,7 @@ def torch_runner(cfg: Config, steps: int, device: str = "cpu") -> Runner:
     import torch
 
     dtype = getattr(torch, cfg.dtype)
-    acts = {"relu": torch.nn.ReLU, "sigmoid": torch.nn.Sigmoid, "tanh": torch.nn.Tanh,
-            "leaky_relu": torch.nn.LeakyReLU}  # fmt: skip
+    acts = {"relu": torch.nn.ReLU, "sigmoid": torch.nn.Sigmoid, "tanh": torch.nn.Tanh, "leaky_relu": torch.nn.LeakyReLU}
     layers: list[Any] = []
     for (n_in, n_out), act in zip(zip(cfg.sizes[:-1], cfg.sizes[1:], strict=True), cfg.activations, strict=True):
         layers.append(torch.nn.Linear(n_in, n_out, dtype=dtype, device=device))
@@ -148,8 +155,17 @@ def sklearn_runner(cfg: Config, steps: int) -> Runner:
     from sklearn.neural_network import MLPClassifier, MLPRegressor
 
     act = {"relu": "relu", "sigmoid": "logistic", "tanh": "tanh", "identity": "identity"}[cfg.hidden]
-    common = dict(hidden_layer_sizes=cfg.sizes[1:-1], activation=act, solver="sgd", batch_size=cfg.batch,
-                  learning_rate_init=LR, momentum=0.0, alpha=0.0, shuffle=False, random_state=0)  # fmt: skip
+    common = dict(
+        hidden_layer_sizes=cfg.sizes[1:-1],
+        activation=act,
+        solver="sgd",
+        batch_size=cfg.batch,
+        learning_rate_init=LR,
+        momentum=0.0,
+        alpha=0.0,
+        shuffle=False,
+        random_state=0,
+    )
     X, Y = make_data(cfg, steps)
     if cfg.loss == "cross_entropy":
         est: Any = MLPClassifier(**common)

@@ -100,8 +100,9 @@ def time_runner(runner: Runner, steps: int, repeats: int) -> list[float]:
     return out
 
 
-def _record(cfg: Config, runner: Runner, steps: int, times: list[float], peak: float | None,
-            peak_mem: float | None, device: str) -> dict[str, Any]:  # fmt: skip
+def _record(
+    cfg: Config, runner: Runner, steps: int, times: list[float], peak: float | None, peak_mem: float | None, device: str
+) -> dict[str, Any]:
     med = statistics.median(times)
     step_s = med / steps
     samples = cfg.batch / step_s
@@ -213,8 +214,10 @@ def _bar(total: int, enabled: bool) -> Any:
 def _line(rec: dict[str, Any]) -> str:
     g = "" if rec["gflops"] is None else f"  {rec['gflops']:8.2f} GFLOP/s"
     f = "" if rec["peak_fraction"] is None else f"  {100 * rec['peak_fraction']:5.1f}% of peak"
-    return (f"{rec['config']:<26} {rec['impl']:<11} {rec['backend'] or '':<17} "
-            f"{rec['step_ms_median']:9.4f} ms/step  {rec['samples_per_sec']:12.0f} samples/s{g}{f}")  # fmt: skip
+    return (
+        f"{rec['config']:<26} {rec['impl']:<11} {rec['backend'] or '':<17} "
+        f"{rec['step_ms_median']:9.4f} ms/step  {rec['samples_per_sec']:12.0f} samples/s{g}{f}"
+    )
 
 
 def ratios(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -228,10 +231,14 @@ def ratios(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for r in rows:
             if r is ours:
                 continue
-            out.append({
-                "config": cfg, "ours": f"flatnet_xp/{ours['backend']}", "versus": f"{r['impl']}/{r['backend']}",
-                "speedup": r["step_ms_median"] / ours["step_ms_median"],
-            })  # fmt: skip
+            out.append(
+                {
+                    "config": cfg,
+                    "ours": f"flatnet_xp/{ours['backend']}",
+                    "versus": f"{r['impl']}/{r['backend']}",
+                    "speedup": r["step_ms_median"] / ours["step_ms_median"],
+                }
+            )
     return out
 
 
@@ -240,8 +247,10 @@ def scaling(quick: bool, threads: int, gpu: bool = False) -> list[dict[str, Any]
     widths = (64, 256, 1024) if quick else (64, 128, 256, 512, 1024, 2048)
     batches = (1, 16, 256) if quick else (1, 4, 16, 64, 256, 1024)
     base = CONFIGS["mnist-784-256-256-10"]
-    cases = [("width", w, Config(f"width-{w}", (w, w, w, w), "relu", "identity", "mse", 128, "float32", 5, 3))
-             for w in widths]  # fmt: skip
+    cases = [
+        ("width", w, Config(f"width-{w}", (w, w, w, w), "relu", "identity", "mse", 128, "float32", 5, 3))
+        for w in widths
+    ]
     cases += [
         (
             "batch",
@@ -270,8 +279,15 @@ def scaling(quick: bool, threads: int, gpu: bool = False) -> list[dict[str, Any]
             for make in makers:
                 runner = make()
                 times = time_runner(runner, steps, 3)
-                out.append({"axis": axis, "value": value, "impl": runner.impl, "backend": runner.backend,
-                            "step_ms_median": statistics.median(times) / steps * 1e3})  # fmt: skip
+                out.append(
+                    {
+                        "axis": axis,
+                        "value": value,
+                        "impl": runner.impl,
+                        "backend": runner.backend,
+                        "step_ms_median": statistics.median(times) / steps * 1e3,
+                    }
+                )
     return out
 
 
@@ -288,8 +304,11 @@ def plot_results(records: list[dict[str, Any]], scale: list[dict[str, Any]], out
         ax = fig.add_subplot(1, len(cfgs), i + 1)
         rows = [r for r in records if r["config"] == cfg]
         labels = [f"{r['impl']}\n{r['backend']}" for r in rows]
-        ax.bar(range(len(rows)), [r["samples_per_sec"] for r in rows],
-               color=["C0" if r["impl"] == "flatnet_xp" else "C7" for r in rows])  # fmt: skip
+        ax.bar(
+            range(len(rows)),
+            [r["samples_per_sec"] for r in rows],
+            color=["C0" if r["impl"] == "flatnet_xp" else "C7" for r in rows],
+        )
         ax.set_xticks(range(len(rows)), labels, rotation=60, ha="right", fontsize=7)
         ax.set_yscale("log")
         ax.set_title(cfg, fontsize=9)
@@ -298,8 +317,9 @@ def plot_results(records: list[dict[str, Any]], scale: list[dict[str, Any]], out
     written.append(out / "samples_per_sec.png")
     if scale:
         fig = Figure(figsize=(10, 4), layout="constrained")
-        for i, (axis, xlabel) in enumerate((("width", "width w of [w, w, w, w], batch 128"),
-                                            ("batch", "batch size, [784, 256, 256, 10]"))):  # fmt: skip
+        for i, (axis, xlabel) in enumerate(
+            (("width", "width w of [w, w, w, w], batch 128"), ("batch", "batch size, [784, 256, 256, 10]"))
+        ):
             ax = fig.add_subplot(1, 2, i + 1)
             for key in dict.fromkeys((r["impl"], r["backend"]) for r in scale if r["axis"] == axis):
                 pts = [r for r in scale if r["axis"] == axis and (r["impl"], r["backend"]) == key]
