@@ -5,6 +5,7 @@ from flatnet_xp.history import Callback, DivergenceError, History
 from flatnet_xp.layout import Layout
 from flatnet_xp.network import FlatMLP
 from flatnet_xp.optim import SGD, Adam, AdamW, Optimizer, RMSprop
+from flatnet_xp.persistence import ModelFileError
 from flatnet_xp.schedules import Constant, Cosine, Schedule, StepDecay, Warmup
 
 __version__ = "0.1.0"
@@ -21,6 +22,7 @@ __all__ = [
     "FlatMLP",
     "History",
     "Layout",
+    "ModelFileError",
     "Optimizer",
     "RMSprop",
     "Schedule",
