@@ -480,6 +480,34 @@ class FlatMLP:
 
         return fit(self, X, Y, **kwargs)
 
+    # ----------------------------------------------------------------- pickling (scikit-learn's convention)
+    def __getstate__(self) -> dict[str, Any]:
+        """Architecture, backend, dtype, parameters (as NumPy), loss and history; no modules or buffers."""
+        w, b = self.get_params()
+        return {
+            "layer_sizes": list(self.layout.sizes),
+            "activations": list(self.activations),
+            "backend": self.backend,
+            "device": self._device_arg,
+            "dtype": self.dtype_name,
+            "w": w,
+            "b": b,
+            "loss_": self.loss_,
+            "history_": self.history_,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        FlatMLP.__init__(
+            self,
+            state["layer_sizes"],
+            state["activations"],
+            backend=state["backend"],
+            dtype=state["dtype"],
+            device=state["device"],
+        )
+        self.set_params(state["w"], state["b"])
+        self.loss_, self.history_ = state["loss_"], state["history_"]
+
     def __repr__(self) -> str:
         return (
             f"FlatMLP({list(self.layout.sizes)}, activations={list(self.activations)}, "

@@ -61,19 +61,35 @@ class Optimizer:
         return {"lr": repr(lr), "clip_norm": self.clip_norm}
 
     def bind(self, net: FlatMLP) -> None:
-        """Attach to ``net``: allocate zeroed state buffers unless already bound to it."""
+        """Attach to ``net``: allocate zeroed state buffers unless already bound to it.
+
+        An unpickled optimizer keeps its state for the first network of the right size it meets.
+        """
         if self._net_id == id(net) and self._scratch:
             return
         xp, n = net.xp, net.layout.n_params
-        self.state = {name: xp.zeros_like(net.params) for name in self.buffer_names}
+        keep = self._net_id is None and self.state and all(v.shape == (n,) for v in self.state.values())
+        if keep:
+            self.state = {name: net._be.asarray(v, dtype=net.dtype) for name, v in self.state.items()}
+        else:
+            self.state = {name: xp.zeros_like(net.params) for name in self.buffer_names}
+            self.t = 0
         self._blocks = Blocks(n, enabled=net.backend == "numpy")
         self._scratch = [
             xp.empty(self._blocks.scratch_size(), dtype=net.dtype, device=net.device)
             for _ in range(self._blocks.threads)
         ]
-        self.t = 0
         self._net_id = id(net)
         self._w_len = net.layout.w_len
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Hyperparameters, step count and state (as NumPy); scratch and thread pool are rebuilt on bind."""
+        from flatnet_xp._compat import to_numpy
+
+        state = dict(self.__dict__)
+        state["state"] = {k: to_numpy(v).copy() for k, v in self.state.items()}
+        state.update(_net_id=None, _scratch=[], _blocks=Blocks(0, enabled=False))
+        return state
 
     def state_buffers(self) -> dict[str, Any]:
         """The persistent state buffers by name."""

@@ -10,7 +10,7 @@ import pytest
 from flatnet_xp._compat import get_backend, to_numpy
 
 
-def _available(name: str) -> str | None:
+def backend_unavailable(name: str) -> str | None:
     """None when backend ``name`` can run here, else the reason to skip."""
     module = {"array_api_strict": "array_api_strict"}.get(name, name)
     if importlib.util.find_spec(module) is None:
@@ -24,7 +24,9 @@ def _available(name: str) -> str | None:
 
 
 BACKEND_PARAMS = [
-    pytest.param(name, id=short, marks=pytest.mark.skipif(bool(reason := _available(name)), reason=reason or ""))
+    pytest.param(
+        name, id=short, marks=pytest.mark.skipif(bool(reason := backend_unavailable(name)), reason=reason or "")
+    )
     for name, short in (("numpy", "numpy"), ("array_api_strict", "strict"), ("torch", "torch"), ("cupy", "cupy"))
 ]
 
