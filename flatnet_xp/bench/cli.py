@@ -34,7 +34,7 @@ def add_bench_parser(sub: Any) -> None:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from flatnet_xp.bench.runner import plot_results, ratios, run_benchmarks, scaling, write_results
+    from flatnet_xp.bench.runner import crossover, plot_results, ratios, run_benchmarks, scaling, write_results
 
     if args.repeats is not None and args.repeats < 1:
         print("flatnet-xp bench: error: --repeats: expected an integer >= 1", file=sys.stderr)
@@ -67,6 +67,13 @@ def run_bench(args: argparse.Namespace) -> int:
     for r in ratios(records):
         print(f"  {r['config']:<26} {r['ours']:<18} vs {r['versus']:<24} {r['speedup']:8.2f}x")
     scale = [] if args.no_scaling else scaling(args.quick, threads, args.gpu)
+    if args.gpu and scale:
+        cross = crossover(scale)
+        env["gpu_overtakes_cpu"] = cross
+        print(
+            f"\nflatnet_xp on cupy overtakes numpy from width {cross['width']} ([w, w, w, w], batch 128) "
+            f"and from batch {cross['batch']} ([784, 256, 256, 10]); None: not within the sweep"
+        )
     if args.out:
         out = Path(args.out)
         write_results(records, env, scale, out)

@@ -291,6 +291,17 @@ def scaling(quick: bool, threads: int, gpu: bool = False) -> list[dict[str, Any]
     return out
 
 
+def crossover(scale: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per axis, the smallest width/batch at which flatnet_xp on cupy steps faster than on numpy."""
+    out: dict[str, Any] = {}
+    for axis in ("width", "batch"):
+        cpu = {r["value"]: r["step_ms_median"] for r in scale if r["axis"] == axis and r["backend"] == "numpy"}
+        gpu = {r["value"]: r["step_ms_median"] for r in scale if r["axis"] == axis and r["backend"] == "cupy"}
+        faster = sorted(v for v in gpu if v in cpu and gpu[v] < cpu[v])
+        out[axis] = faster[0] if faster else None
+    return out
+
+
 def plot_results(records: list[dict[str, Any]], scale: list[dict[str, Any]], out: Path) -> list[Path]:
     """``samples_per_sec.png`` (bars per configuration and implementation) and ``scaling.png``."""
     from matplotlib.figure import Figure
