@@ -17,9 +17,12 @@ Use it through ``net.fit(X_local, Y_local, comm=MPI.COMM_WORLD, ...)``: each ran
 shard (all the same length), rank 0's parameters are broadcast first, and every rank then applies
 the same optimizer step to the same averaged gradient, so parameters stay identical everywhere.
 
-GPU arrays (CuPy, torch CUDA) are staged through a host buffer by default; set
-``FLATNET_XP_CUDA_AWARE_MPI=1`` to hand device buffers straight to a CUDA-aware MPI. Neither GPU
-path has been run yet (no GPU machine was available when this was written).
+GPU arrays: with CuPy the gradient goes through NCCL (``cupy.cuda.nccl``, communicator set up
+through MPI) when NCCL is available, the fast path on multi-GPU nodes; set
+``FLATNET_XP_CUDA_AWARE_MPI=1`` to hand device buffers straight to a CUDA-aware MPI instead;
+otherwise (and for torch CUDA) the buffer is staged through pinned host memory. Each rank should
+build its network on its own GPU (``device=local_rank``). None of the GPU paths has been run yet:
+no GPU machine was available when this was written.
 """
 
 from __future__ import annotations
@@ -61,7 +64,7 @@ class DataParallel:
         from flatnet_xp.training import fresh_entropy
 
         self.comm, self.rank, self.size = comm, comm.Get_rank(), comm.Get_size()
-        signature = (n_local, net.layout.sizes, net.activations, net.dtype_name)
+        signature = (n_local, net.layout.sizes, net.activations, net.dtype_name, net.backend)
         everyone = comm.allgather(signature)
         if any(s[1:] != signature[1:] for s in everyone):
             raise ValueError(f"comm: every rank needs the same network; got {[s[1:] for s in everyone]}")
@@ -72,16 +75,20 @@ class DataParallel:
         self._be = net._be
         self._parent = net._grad_parent
         self._head = self._parent[: self.P + 1]  # gradient and loss: averaged after the sum
-        self._mode, self._buf = _transport(net._be, self._parent)
+        self._nccl = _nccl_communicator(comm, net._be)
+        self._mode, self._buf = ("nccl", self._parent) if self._nccl else _transport(net._be, self._parent)
         self._finished = False
         self.shuffle_seed = comm.bcast(seed if seed is not None else fresh_entropy(), root=0)
-        mode, buf = _transport(net._be, net.params)
+        mode, buf = ("nccl", net.params) if self._nccl else _transport(net._be, net.params)
         self._collective(comm.Bcast, net.params, mode, buf, root=0)
 
     def _collective(self, fn: Any, arr: Any, mode: str, buf: Any, **kwargs: Any) -> None:
         """Run ``fn`` in place on ``arr`` through its transport (zero-copy view, device, or staged)."""
         from mpi4py import MPI
 
+        if mode == "nccl":
+            _nccl_collective(self._nccl, arr, bcast=fn == self.comm.Bcast)
+            return
         args = (buf,) if fn == self.comm.Bcast else (MPI.IN_PLACE, buf)
         if mode == "stage":
             buf[...] = to_numpy(arr)
@@ -151,6 +158,35 @@ def _synchronize(arr: Any) -> None:
         import torch
 
         torch.cuda.synchronize()
+
+
+def _nccl_communicator(comm: Any, be: Any) -> Any:
+    """A NCCL communicator over the same ranks for CuPy networks (None elsewhere or when disabled)."""
+    if (
+        be.name != "cupy"
+        or os.environ.get("FLATNET_XP_CUDA_AWARE_MPI") == "1"
+        or os.environ.get("FLATNET_XP_NCCL") == "0"
+    ):
+        return None
+    from cupy.cuda import nccl
+
+    if not nccl.available:
+        return None
+    uid = comm.bcast(nccl.get_unique_id() if comm.Get_rank() == 0 else None, root=0)
+    return nccl.NcclCommunicator(comm.Get_size(), uid, comm.Get_rank())
+
+
+def _nccl_collective(nc: Any, arr: Any, bcast: bool) -> None:
+    """In-place NCCL sum (or broadcast from rank 0) of a contiguous CuPy array on the current stream."""
+    import cupy
+    from cupy.cuda import nccl
+
+    dtype = {"float32": nccl.NCCL_FLOAT32, "float64": nccl.NCCL_FLOAT64}[str(arr.dtype)]
+    stream = cupy.cuda.get_current_stream().ptr
+    if bcast:
+        nc.bcast(arr.data.ptr, arr.size, dtype, 0, stream)
+    else:
+        nc.allReduce(arr.data.ptr, arr.data.ptr, arr.size, dtype, nccl.NCCL_SUM, stream)
 
 
 def _transport(be: Any, arr: Any) -> tuple[str, Any]:
