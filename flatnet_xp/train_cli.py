@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -80,24 +82,19 @@ def _layers(text: str) -> list[int]:
     return sizes
 
 
-def _fraction(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
-    if not 0.0 <= v < 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
-    return v
+def _number(low: float, high: float, what: str, include_low: bool = False) -> Callable[[str], float]:
+    """An argparse type: a float in ``(low, high)``, or ``[low, high)`` with ``include_low``."""
 
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            v = math.nan
+        if not ((low <= v if include_low else low < v) and v < high):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return v
 
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not v > 0 or v != v or v == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return v
+    return parse
 
 
 def add_train_parser(sub: Any) -> None:
@@ -115,10 +112,20 @@ def add_train_parser(sub: Any) -> None:
     p.add_argument("--output-activation", default="identity", choices=sorted(ACTIVATIONS))
     p.add_argument("--loss", default="mse", choices=sorted(LOSSES))
     p.add_argument("--optimizer", default="adam", choices=sorted(OPTIMIZERS))
-    p.add_argument("--lr", default=1e-3, type=_positive_float, help="learning rate (default %(default)s)")
+    p.add_argument(
+        "--lr",
+        default=1e-3,
+        type=_number(0.0, math.inf, "a positive number"),
+        help="learning rate (default %(default)s)",
+    )
     p.add_argument("--epochs", default=20, type=int, help="default %(default)s")
     p.add_argument("--batch-size", default=32, type=int, help="default %(default)s")
-    p.add_argument("--val-split", default=0.2, type=_fraction, help="held-out fraction (default %(default)s)")
+    p.add_argument(
+        "--val-split",
+        default=0.2,
+        type=_number(0.0, 1.0, "a number in [0, 1)", include_low=True),
+        help="held-out fraction (default %(default)s)",
+    )
     p.add_argument("--patience", default=None, type=int, help="early stopping patience in epochs")
     p.add_argument("--backend", default="numpy", choices=sorted(BACKENDS))
     p.add_argument("--device", default=None)
