@@ -283,24 +283,29 @@ class FlatMLP:
     def _loss_and_grad_probe(self, x: Any, y: Any, loss: Loss) -> tuple[Any, Any]:
         """Like :meth:`_loss_and_grad`, plus ``probe = loss + 0 * sum(gradient)``: a 0-d array equal
         to the loss when loss and gradient are finite, and NaN/inf as soon as either is not."""
-        xp = self._be.xp
-        n = int(x.shape[0])
-        ws = self._workspace(n)
+        ws = self._workspace(int(x.shape[0]))
         z = self._forward(x, ws)
-        value = loss.value_and_grad(xp, self._be.ops, z, y, ws.deltas[-1])
+        value = loss.value_and_grad(self._be.xp, self._be.ops, z, y, ws.deltas[-1])
         self._backward(x, ws)
+        return value, value + 0.0 * self._gradient_sum(x, ws)
+
+    def _gradient_sum(self, x: Any, ws: _Workspace) -> Any:
+        """Sum of every entry of the gradient just computed (0-d), in the cheaper of two ways.
+
+        Directly for small nets; for large ones through ``sum(dW_k) = sum_n rowsum(delta_k)[n] *
+        rowsum(a_{k-1})[n]`` and ``sum(db_k) = sum(delta_k)``: O(batch x width) instead of
+        O(weights), with NaN/inf propagating the same way (0 * inf = NaN). Row sums in float64 so
+        that large finite values do not overflow.
+        """
+        xp = self._be.xp
         if ws.direct_sum:
-            total = self._be.ops.total(self.grads)
-        else:
-            # sum(dW_k) = sum_n rowsum(delta_k)[n] * rowsum(a_{k-1})[n] and sum(db_k) = sum(delta_k):
-            # the gradient's sum in O(batch x width) instead of O(weights), with NaN/inf propagating
-            # the same way (0 * inf = NaN). Row sums in float64 so large finite values don't overflow.
-            total = 0.0
-            for k in range(self.layout.n_layers):
-                rs_d = xp.astype(xp.sum(ws.deltas[k], axis=1), xp.float64)
-                rs_a = xp.astype(xp.sum(x if k == 0 else ws.acts[k - 1], axis=1), xp.float64)
-                total = total + xp.vecdot(rs_d, rs_a) + xp.sum(rs_d)
-        return value, value + 0.0 * total
+            return self._be.ops.total(self.grads)
+        total = 0.0
+        for k in range(self.layout.n_layers):
+            rs_d = xp.astype(xp.sum(ws.deltas[k], axis=1), xp.float64)
+            rs_a = xp.astype(xp.sum(x if k == 0 else ws.acts[k - 1], axis=1), xp.float64)
+            total = total + xp.vecdot(rs_d, rs_a) + xp.sum(rs_d)
+        return total
 
     # ----------------------------------------------------------------- public math
     def _as_input(self, X: Any, name: str = "X") -> Any:

@@ -13,8 +13,13 @@ from flatnet_xp._compat import get_backend, to_numpy
 
 @pytest.mark.parametrize(
     ("namespace", "name"),
-    [("numpy", "numpy"), ("array_api_compat.numpy", "numpy"), ("array_api_strict", "array_api_strict"),
-     ("torch", "torch"), ("array_api_compat.torch", "torch")],
+    [
+        ("numpy", "numpy"),
+        ("array_api_compat.numpy", "numpy"),
+        ("array_api_strict", "array_api_strict"),
+        ("torch", "torch"),
+        ("array_api_compat.torch", "torch"),
+    ],
 )
 def test_a_namespace_object_selects_its_backend(namespace, name):
     module = pytest.importorskip(namespace)
@@ -30,7 +35,7 @@ def test_unknown_backend_lists_the_valid_names():
 
 @pytest.mark.parametrize("name", ["jax", "dask"])
 def test_immutable_libraries_are_refused_with_the_reason(name):
-    with pytest.raises(ValueError, match="in place.*immutable"):
+    with pytest.raises(ValueError, match=r"in place.*immutable"):
         get_backend(name)
 
 

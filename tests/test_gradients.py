@@ -10,6 +10,7 @@ import pytest
 import flatnet_xp as fx
 from flatnet_xp._compat import to_numpy
 from flatnet_xp.activations import ACTIVATIONS
+from flatnet_xp.losses import LOSSES
 from tests.conftest import assert_close
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
@@ -140,3 +141,15 @@ def test_one_sgd_step_worked_by_hand(xp):
     assert hist.batch_loss == [pytest.approx(0.35842691437092283, rel=1e-15)]
     assert_close(net.w, np.array([0.5287682287369738, -0.44246354252605247]), rtol=1e-15)
     assert_close(net.b, np.array([0.12876822873697377]), rtol=1e-15)
+
+
+@pytest.mark.parametrize("direct", [True, False])
+def test_gradient_sum_identity_equals_the_direct_sum(xp, direct):
+    # Large nets sum their gradient through row sums (O(batch x width)); it must equal sum(grads).
+    net = fx.FlatMLP([300, 240, 7], ["relu", "identity"], backend=xp, dtype="float64", seed=0)
+    rng = np.random.default_rng(0)
+    x, y = net._dataset(rng.normal(size=(3, 300)), rng.normal(size=(3, 7)), "mse").batch(slice(0, 3))
+    ws = net._workspace(3)
+    ws.direct_sum = direct
+    net._loss_and_grad(x, y, LOSSES["mse"])
+    assert float(net._gradient_sum(x, ws)) == pytest.approx(float(np.sum(to_numpy(net.grads))), rel=1e-10)
