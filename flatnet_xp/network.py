@@ -17,6 +17,7 @@ from flatnet_xp._validation import as_data_array, check_dtype, check_int, descri
 from flatnet_xp.activations import ACTIVATIONS, sigmoid
 from flatnet_xp.layout import Layout
 from flatnet_xp.losses import CLASSIFICATION_LOSSES, LOSSES, Loss, softmax
+from flatnet_xp.metrics import mean_over_batches, r2_score
 
 if TYPE_CHECKING:
     from flatnet_xp.training import History
@@ -402,7 +403,7 @@ class FlatMLP:
         loss = loss or self.loss_ or "mse"
         loss_fn = check_loss(loss)
         data = self._dataset(X, Y, loss, check_values=False)
-        return _mean_over_batches(self, data, loss_fn, check_int("batch_size", batch_size, 1))[0]
+        return mean_over_batches(self, data, loss_fn, check_int("batch_size", batch_size, 1))[0]
 
     def score(self, X: Any, y: Any, loss: str | None = None) -> float:
         """Accuracy for classification losses (cross_entropy, bce), R^2 for regression (mse).
@@ -413,8 +414,8 @@ class FlatMLP:
         check_loss(loss)
         data = self._dataset(X, y, loss, check_values=False)
         if loss in CLASSIFICATION_LOSSES:
-            return _mean_over_batches(self, data, LOSSES[loss], PREDICT_BATCH)[1]
-        return _r2(self, data)
+            return mean_over_batches(self, data, LOSSES[loss], PREDICT_BATCH)[1]
+        return r2_score(self, data)
 
     # ----------------------------------------------------------------- persistence and transfer
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -518,37 +519,3 @@ class FlatMLP:
             f"FlatMLP({list(self.layout.sizes)}, activations={list(self.activations)}, "
             f"backend={self.backend!r}, dtype={self.dtype_name!r})"
         )
-
-
-def accuracy_counts(xp: Any, z: Any, y: Any, loss: str) -> Any:
-    """Number of correct predictions in a batch (0-d backend array) for a classification loss."""
-    if loss == "bce" or z.shape[1] == 1:
-        return xp.sum(xp.astype((z > 0) == (y > 0.5), xp.float64))
-    return xp.sum(xp.astype(xp.argmax(z, axis=1) == xp.argmax(y, axis=1), xp.float64))
-
-
-def _mean_over_batches(net: FlatMLP, data: Dataset, loss: Loss, step: int) -> tuple[float, float]:
-    """Mean loss and (for classification) accuracy over ``data``, batch by batch, one sync at the end."""
-    xp = net.xp
-    total = correct = 0.0
-    classify = loss.name in CLASSIFICATION_LOSSES
-    for start in range(0, data.n, step):
-        x, y = data.batch(slice(start, min(start + step, data.n)))
-        z = net._forward(x, net._workspace(int(x.shape[0])))
-        total = total + loss.value(xp, z, y) * x.shape[0]
-        if classify:
-            correct = correct + accuracy_counts(xp, z, y, loss.name)
-    n_pred = data.n * (data.n_outputs if loss.name == "bce" or data.n_outputs == 1 else 1)
-    acc = float(correct) / n_pred if classify else math.nan
-    return float(total) / data.n, acc
-
-
-def _r2(net: FlatMLP, data: Dataset) -> float:
-    """Coefficient of determination, averaged uniformly over outputs (scikit-learn's default)."""
-    pred = to_numpy(net.predict(data.X)).astype(np.float64)
-    y = np.asarray(to_numpy(data.Y), dtype=np.float64)
-    ss_res = np.sum((y - pred) ** 2, axis=0)
-    ss_tot = np.sum((y - y.mean(axis=0)) ** 2, axis=0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r2 = np.where(ss_tot > 0, 1.0 - ss_res / ss_tot, np.where(ss_res > 0, 0.0, 1.0))
-    return float(np.mean(r2))

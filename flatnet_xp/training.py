@@ -15,7 +15,8 @@ from flatnet_xp._compat import to_numpy
 from flatnet_xp._validation import check_int, check_real, describe
 from flatnet_xp.history import Callback, DivergenceError, History
 from flatnet_xp.losses import CLASSIFICATION_LOSSES
-from flatnet_xp.network import _mean_over_batches, check_loss
+from flatnet_xp.metrics import mean_over_batches
+from flatnet_xp.network import check_loss
 from flatnet_xp.optim import Adam, Optimizer
 
 if TYPE_CHECKING:
@@ -335,7 +336,7 @@ def _end_of_epoch(
     """Validation metrics and early stopping for the epoch just finished; True to stop."""
     monitored = history.loss[-1]
     if val is not None:
-        v_loss, v_acc = _mean_over_batches(net, val, loss_fn, 4096)
+        v_loss, v_acc = mean_over_batches(net, val, loss_fn, 4096)
         if dist is not None:
             v_loss, v_acc = dist.mean_pair(v_loss, v_acc)
         history.val_loss.append(v_loss)
