@@ -222,98 +222,117 @@ def fit(
     stopper = _EarlyStopping(net, patience, min_delta) if patience is not None else None
     first_epoch = 0
     net.loss_ = loss
-    be, xp = net._be, net.xp
-    n, nb = data.n, -(-data.n // batch_size)
-    sizes = np.minimum(batch_size, n - np.arange(nb) * batch_size).astype(np.float64)
-    lazy = be.is_gpu  # no host sync per step on a GPU: check finiteness once per epoch
-    snapshot = xp.asarray(net.params, copy=True) if lazy else None
-    dev_losses: Any = xp.zeros(nb, dtype=xp.float64, device=be.device) if lazy else None
-    host_losses = np.zeros(nb)
+    loop = _EpochLoop(net, data, loss_fn, optimizer, batch_size, dist)
     bar: _Progress | None = None
     # Overflow on the way to a divergence is reported once, as DivergenceError, not as NumPy warnings.
-    quiet = np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore")
-    quiet.__enter__()
-    try:
-        if resume is not None:  # inside the try: a rank that cannot resume tells the others
-            from flatnet_xp.persistence import restore_checkpoint
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+        try:
+            if resume is not None:  # inside the try: a rank that cannot resume tells the others
+                from flatnet_xp.persistence import restore_checkpoint
 
-            first_epoch, history, entropy = restore_checkpoint(resume, net, optimizer, stopper)
-        bar = _Progress(show and rank == 0, epochs, first_epoch, nb)
-        for epoch in range(first_epoch, epochs):
-            t0 = time.perf_counter()
-            order = _epoch_order(entropy, rank, epoch, n) if shuffle else None
-            bar.start_epoch(epoch)
-            if lazy:
-                be.ops.copy(net.params, out=snapshot)
-            for step in range(nb):
-                lo = step * batch_size
-                hi = min(lo + batch_size, n)
-                idx = slice(lo, hi) if order is None else order[lo:hi]
-                x, y = data.batch(idx)
-                # One probe carries the loss and the gradient's finiteness: NaN/inf in either
-                # makes it non-finite, and it equals the loss exactly when both are finite.
-                value, probe = net._loss_and_grad_probe(x, y, loss_fn)
+                first_epoch, history, entropy = restore_checkpoint(resume, net, optimizer, stopper)
+            bar = _Progress(show and rank == 0, epochs, first_epoch, loop.n_batches)
+            for epoch in range(first_epoch, epochs):
+                t0 = time.perf_counter()
+                order = _epoch_order(entropy, rank, epoch, data.n) if shuffle else None
+                losses = loop.run(epoch, order, bar)
+                history.batch_loss.extend(losses.tolist())
+                history.loss.append(float(losses @ loop.batch_sizes) / data.n)
+                stop = _end_of_epoch(net, history, val, loss_fn, stopper, dist)
+                history.epoch_time.append(time.perf_counter() - t0)
+                bar.end_epoch(history)
+                for cb in cbs:
+                    stop = (cb(net, history) is True) or stop
                 if dist is not None:
-                    probe = dist.allreduce_step(net, probe)
-                if lazy:
-                    dev_losses[step] = probe
-                else:
-                    lv = float(probe)
-                    if not math.isfinite(lv):
-                        raise DivergenceError(
-                            f"non-finite loss or gradient at epoch {epoch}, step {step} (loss {float(value)!r}); "
-                            "the network keeps the weights from before this step: lower the learning rate "
-                            "or set clip_norm",
-                            epoch,
-                            step,
-                        )
-                    host_losses[step] = lv
-                optimizer.step(net)
-                if show and step % bar.stride == 0:
-                    bar.batches(step + 1, None if lazy else lv)
-            if lazy:
-                host_losses[:] = np.asarray(to_numpy(dev_losses), dtype=np.float64)
-                if not np.all(np.isfinite(host_losses)):
-                    be.ops.copy(snapshot, out=net.params)
-                    bad = int(np.argmin(np.isfinite(host_losses)))
-                    raise DivergenceError(
-                        f"non-finite loss or gradient at epoch {epoch}, step {bad}; the weights were "
-                        "restored to those at the start of this epoch",
-                        epoch,
-                        bad,
-                    )
-            history.batch_loss.extend(host_losses.tolist())
-            history.loss.append(float(host_losses @ sizes) / n)
-            stop = _end_of_epoch(net, history, val, loss_fn, stopper, dist)
-            history.epoch_time.append(time.perf_counter() - t0)
-            bar.end_epoch(history)
-            for cb in cbs:
-                stop = (cb(net, history) is True) or stop
-            if dist is not None:
-                stop = dist.any(stop)
-            last = stop or epoch + 1 == epochs
-            if checkpoint is not None and rank == 0 and ((epoch + 1) % checkpoint_every == 0 or last):
-                from flatnet_xp.persistence import save_checkpoint
+                    stop = dist.any(stop)
+                last = stop or epoch + 1 == epochs
+                if checkpoint is not None and rank == 0 and ((epoch + 1) % checkpoint_every == 0 or last):
+                    from flatnet_xp.persistence import save_checkpoint
 
-                save_checkpoint(checkpoint, net, optimizer, epoch + 1, entropy, history, stopper)
-            if dist is not None and last:
-                dist.finish()
-            if stop:
-                history.stopped_early = epoch + 1 < epochs
-                break
-    except BaseException as exc:
-        if dist is not None and not isinstance(exc, DivergenceError):
-            dist.fail(exc)
-        raise
-    finally:
-        quiet.__exit__(None, None, None)
-        if bar is not None:
-            bar.close()
+                    save_checkpoint(checkpoint, net, optimizer, epoch + 1, entropy, history, stopper)
+                if dist is not None and last:
+                    dist.finish()
+                if stop:
+                    history.stopped_early = epoch + 1 < epochs
+                    break
+        except BaseException as exc:
+            if dist is not None and not isinstance(exc, DivergenceError):
+                dist.fail(exc)
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
     if stopper is not None:
         stopper.restore(net)
         history.best_epoch = stopper.best_epoch
     net.history_ = history
     return history
+
+
+class _EpochLoop:
+    """The steps of one epoch: gather a batch, loss and gradient, (all-reduce,) check, update.
+
+    On the host every step's loss is checked before its update. On a GPU the losses stay on the
+    device and are checked once per epoch (no host synchronisation per step); a divergence then
+    restores the parameters of the epoch's start, kept in one flat snapshot.
+    """
+
+    def __init__(self, net: FlatMLP, data: Any, loss_fn: Any, optimizer: Optimizer, batch_size: int, dist: Any):
+        self.net, self.data, self.loss_fn, self.optimizer, self.dist = net, data, loss_fn, optimizer, dist
+        self.batch_size = batch_size
+        n = data.n
+        self.n_batches = -(-n // batch_size)
+        self.batch_sizes = np.minimum(batch_size, n - np.arange(self.n_batches) * batch_size).astype(np.float64)
+        be, xp = net._be, net.xp
+        self.lazy = be.is_gpu
+        self.snapshot = xp.asarray(net.params, copy=True) if self.lazy else None
+        self.dev_losses: Any = xp.zeros(self.n_batches, dtype=xp.float64, device=be.device) if self.lazy else None
+        self.host_losses = np.zeros(self.n_batches)
+
+    def run(self, epoch: int, order: np.ndarray | None, bar: _Progress) -> np.ndarray:
+        """Train one epoch in ``order`` (None: data order); returns each step's loss (host array)."""
+        net, data, loss_fn, optimizer, dist = self.net, self.data, self.loss_fn, self.optimizer, self.dist
+        n, batch_size, lazy, host_losses = data.n, self.batch_size, self.lazy, self.host_losses
+        bar.start_epoch(epoch)
+        if lazy:
+            net._be.ops.copy(net.params, out=self.snapshot)
+        for step in range(self.n_batches):
+            lo = step * batch_size
+            hi = min(lo + batch_size, n)
+            x, y = data.batch(slice(lo, hi) if order is None else order[lo:hi])
+            # One probe carries the loss and the gradient's finiteness: NaN/inf in either makes it
+            # non-finite, and it equals the loss exactly when both are finite.
+            value, probe = net._loss_and_grad_probe(x, y, loss_fn)
+            if dist is not None:
+                probe = dist.allreduce_step(net, probe)
+            if lazy:
+                self.dev_losses[step] = probe
+            else:
+                lv = float(probe)
+                if not math.isfinite(lv):
+                    raise DivergenceError(
+                        f"non-finite loss or gradient at epoch {epoch}, step {step} (loss {float(value)!r}); "
+                        "the network keeps the weights from before this step: lower the learning rate "
+                        "or set clip_norm",
+                        epoch,
+                        step,
+                    )
+                host_losses[step] = lv
+            optimizer.step(net)
+            if bar.enabled and step % bar.stride == 0:
+                bar.batches(step + 1, None if lazy else lv)
+        if lazy:
+            host_losses[:] = np.asarray(to_numpy(self.dev_losses), dtype=np.float64)
+            if not np.all(np.isfinite(host_losses)):
+                net._be.ops.copy(self.snapshot, out=net.params)
+                bad = int(np.argmin(np.isfinite(host_losses)))
+                raise DivergenceError(
+                    f"non-finite loss or gradient at epoch {epoch}, step {bad}; the weights were restored "
+                    "to those at the start of this epoch (the optimizer state was not)",
+                    epoch,
+                    bad,
+                )
+        return host_losses
 
 
 def fresh_entropy() -> int:
