@@ -8,12 +8,10 @@ Run: ``python examples/diabetes.py``.
 from __future__ import annotations
 
 import argparse
-import warnings
 
 import numpy as np
-from _compare import timed
+from _compare import fit_quietly, sklearn_mlp, timed
 from sklearn.datasets import load_diabetes
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPRegressor
@@ -41,24 +39,11 @@ def fit_ours() -> None:
     net.fit(Xtr, ttr, epochs=args.epochs, batch_size=16, optimizer=fx.Adam(lr=1e-3), loss="mse", seed=0, progress=False)
 
 
-skl = MLPRegressor(
-    hidden_layer_sizes=(8,),
-    activation="relu",
-    solver="adam",
-    alpha=0.0,
-    batch_size=16,
-    learning_rate_init=1e-3,
-    max_iter=args.epochs,
-    tol=0.0,
-    n_iter_no_change=args.epochs + 1,
-    random_state=0,
-)
+skl = sklearn_mlp(MLPRegressor, (8,), batch_size=16, lr=1e-3, epochs=args.epochs)
 
 
 def fit_sklearn() -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        skl.fit(Xtr, ttr.ravel())
+    fit_quietly(skl, Xtr, ttr.ravel())
 
 
 t_ours, t_skl = timed(fit_ours), timed(fit_sklearn)

@@ -8,12 +8,10 @@ Run: ``python examples/digits.py [--backend numpy]``.
 from __future__ import annotations
 
 import argparse
-import warnings
 
 import numpy as np
-from _compare import timed
+from _compare import fit_quietly, sklearn_mlp, timed
 from sklearn.datasets import load_digits
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPClassifier
 from sklearn.preprocessing import StandardScaler
@@ -47,24 +45,11 @@ def fit_ours() -> None:
     )
 
 
-skl = MLPClassifier(
-    hidden_layer_sizes=(64,),
-    activation="relu",
-    solver="adam",
-    alpha=0.0,
-    batch_size=32,
-    learning_rate_init=1e-3,
-    max_iter=args.epochs,
-    tol=0.0,
-    n_iter_no_change=args.epochs + 1,
-    random_state=0,
-)
+skl = sklearn_mlp(MLPClassifier, (64,), batch_size=32, lr=1e-3, epochs=args.epochs)
 
 
 def fit_sklearn() -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        skl.fit(Xtr, ytr)
+    fit_quietly(skl, Xtr, ytr)
 
 
 t_ours, t_skl = timed(fit_ours), timed(fit_sklearn)
