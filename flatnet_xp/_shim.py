@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Blocks", "Ops", "available_threads", "make_ops"]
+__all__ = ["Blocks", "Ops", "available_threads", "make_ops", "stable_sigmoid"]
 
 Fn = Callable[..., Any]
 
@@ -42,7 +42,17 @@ class Ops:
     tanh: Fn
     sigmoid: Fn
     copy: Fn
-    fast: bool
+
+
+def stable_sigmoid(xp: Any, s: Any) -> Any:
+    """Logistic function that never overflows: ``1/(1+e^-s)`` for ``s >= 0``, ``e^s/(1+e^s)`` below.
+
+    Both branches use ``e = exp(-|s|) <= 1``, so no overflow warning for any float32/float64 input,
+    and tiny outputs keep full relative precision (unlike ``0.5*(1+tanh(s/2))``). Returns a new array.
+    """
+    e = xp.exp(-xp.abs(s))
+    r = 1.0 / (1.0 + e)
+    return xp.where(s >= 0, r, e * r)
 
 
 def _portable(xp: Any) -> Ops:
@@ -90,19 +100,14 @@ def _portable(xp: Any) -> Ops:
         return out
 
     def sigmoid(a: Any, out: Any) -> Any:
-        # Both branches use e = exp(-|a|) <= 1: no overflow, full relative precision in the tails.
-        e = xp.exp(-xp.abs(a))
-        r = 1.0 / (1.0 + e)
-        out[...] = xp.where(a >= 0, r, e * r)
+        out[...] = stable_sigmoid(xp, a)
         return out
 
     def copy(a: Any, out: Any) -> Any:
         out[...] = a
         return out
 
-    return Ops(
-        matmul, add, subtract, multiply, divide, maximum, sqrt, mask_mul, sum0, total, tanh, sigmoid, copy, fast=False
-    )
+    return Ops(matmul, add, subtract, multiply, divide, maximum, sqrt, mask_mul, sum0, total, tanh, sigmoid, copy)
 
 
 def _ufuncs(np_like: Any) -> Ops:
@@ -142,7 +147,6 @@ def _ufuncs(np_like: Any) -> Ops:
         tanh=np_like.tanh,
         sigmoid=sigmoid,
         copy=copy,
-        fast=True,
     )
 
 
@@ -184,7 +188,6 @@ def _torch(torch: Any) -> Ops:
         tanh=tanh,
         sigmoid=lambda a, out: torch.sigmoid(a, out=out),
         copy=copy,
-        fast=True,
     )
 
 

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from flatnet_xp._shim import stable_sigmoid
+
 __all__ = ["ACTIVATIONS", "LEAKY_SLOPE", "Activation", "sigmoid"]
 
 #: Negative-side slope of ``leaky_relu`` (PyTorch's default).
@@ -31,16 +33,12 @@ class Activation:
 
 
 def sigmoid(xp: Any, s: Any) -> Any:
-    """Logistic function that never overflows: ``1/(1+e^-s)`` for ``s >= 0``, ``e^s/(1+e^s)`` below.
+    """Overflow-free logistic function returning a new array (see :func:`flatnet_xp._shim.stable_sigmoid`).
 
-    Both branches use ``e = exp(-|s|) <= 1``, so no overflow warning for any float32/float64 input,
-    and tiny outputs keep full relative precision (unlike ``0.5*(1+tanh(s/2))``). Returns a new
-    array; the in-place activation uses the shim's ``ops.sigmoid`` (the same function on
-    array-api-strict, a fused stable kernel on NumPy, CuPy and PyTorch).
+    The in-place activation uses the shim's ``ops.sigmoid`` instead: this same formula on
+    array-api-strict, a fused stable kernel on NumPy, CuPy and PyTorch.
     """
-    e = xp.exp(-xp.abs(s))
-    r = 1.0 / (1.0 + e)
-    return xp.where(s >= 0, r, e * r)
+    return stable_sigmoid(xp, s)
 
 
 def _sigmoid_fwd(xp: Any, ops: Any, s: Any) -> Any:

@@ -284,11 +284,8 @@ class FlatMLP:
     def _loss_and_grad_probe(self, x: Any, y: Any, loss: Loss) -> tuple[Any, Any]:
         """Like :meth:`_loss_and_grad`, plus ``probe = loss + 0 * sum(gradient)``: a 0-d array equal
         to the loss when loss and gradient are finite, and NaN/inf as soon as either is not."""
-        ws = self._workspace(int(x.shape[0]))
-        z = self._forward(x, ws)
-        value = loss.value_and_grad(self._be.xp, self._be.ops, z, y, ws.deltas[-1])
-        self._backward(x, ws)
-        return value, value + 0.0 * self._gradient_sum(x, ws)
+        value = self._loss_and_grad(x, y, loss)
+        return value, value + 0.0 * self._gradient_sum(x, self._workspace(int(x.shape[0])))
 
     def _gradient_sum(self, x: Any, ws: _Workspace) -> Any:
         """Sum of every entry of the gradient just computed (0-d), in the cheaper of two ways.
@@ -309,10 +306,6 @@ class FlatMLP:
         return total
 
     # ----------------------------------------------------------------- public math
-    def _as_input(self, X: Any, name: str = "X") -> Any:
-        X = check_features(X, self.layout.sizes[0], name)
-        return X
-
     def forward(self, X: Any) -> Any:
         """Raw outputs of the last layer (logits for an ``identity`` last layer).
 
@@ -334,7 +327,7 @@ class FlatMLP:
         -------
         array of the backend, shape (n, L_n)
         """
-        X = self._as_input(X)
+        X = check_features(X, self.layout.sizes[0])
         n = int(X.shape[0])
         step = n if batch_size is None else check_int("batch_size", batch_size, 1)
         be = self._be

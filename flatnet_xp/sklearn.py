@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
-from sklearn.exceptions import ConvergenceWarning
+from sklearn.exceptions import ConvergenceWarning, DataConversionWarning
 from sklearn.model_selection import train_test_split
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
@@ -298,7 +298,7 @@ class FlatMLPClassifier(ClassifierMixin, _FlatMLPBase):
             warnings.warn(
                 "A column-vector y was passed when a 1d array was expected. Please change the shape of y "
                 "to (n_samples,), for example using ravel().",
-                _data_conversion_warning(),
+                DataConversionWarning,
                 stacklevel=3,
             )
         y = column_or_1d(y)
@@ -413,9 +413,3 @@ class FlatMLPRegressor(RegressorMixin, _FlatMLPBase):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
         return tags
-
-
-def _data_conversion_warning() -> type[Warning]:
-    from sklearn.exceptions import DataConversionWarning
-
-    return DataConversionWarning

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from flatnet_xp.layout import Layout
+
 __all__ = ["CONFIGS", "Config", "flops_per_step"]
 
 
@@ -43,7 +45,7 @@ class Config:
 
     @property
     def n_weights(self) -> int:
-        return sum(a * b for a, b in zip(self.sizes[:-1], self.sizes[1:], strict=True))
+        return Layout(self.sizes).w_len
 
 
 def flops_per_step(cfg: Config) -> float:
@@ -53,7 +55,7 @@ def flops_per_step(cfg: Config) -> float:
     the first layer's input gradient, which no implementation computes, is counted (a ~1/depth
     overestimate for shallow nets, the convention of MLPerf-style "6 x params x tokens" counts).
     """
-    return 6.0 * cfg.batch * cfg.n_weights
+    return float(cfg.batch * Layout(cfg.sizes).flops_per_sample())
 
 
 CONFIGS: dict[str, Config] = {
