@@ -3,15 +3,19 @@
 from flatnet_xp._compat import BACKENDS, to_numpy
 from flatnet_xp.history import Callback, DivergenceError, History
 from flatnet_xp.layout import Layout
+from flatnet_xp.losses import LOSSES, Loss
 from flatnet_xp.network import FlatMLP
 from flatnet_xp.optim import SGD, Adam, AdamW, Optimizer, RMSprop
 from flatnet_xp.persistence import ModelFileError
-from flatnet_xp.schedules import Constant, Cosine, Schedule, StepDecay, Warmup
+from flatnet_xp.schedules import Constant, Cosine, InvScaling, ReduceOnPlateau, Schedule, StepDecay, Warmup
+from flatnet_xp.solvers import LBFGS
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BACKENDS",
+    "LBFGS",
+    "LOSSES",
     "SGD",
     "Adam",
     "AdamW",
@@ -21,10 +25,13 @@ __all__ = [
     "DivergenceError",
     "FlatMLP",
     "History",
+    "InvScaling",
     "Layout",
+    "Loss",
     "ModelFileError",
     "Optimizer",
     "RMSprop",
+    "ReduceOnPlateau",
     "Schedule",
     "StepDecay",
     "Warmup",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -12,7 +14,7 @@ import numpy as np
 
 from flatnet_xp._shim import Ops, make_ops
 
-__all__ = ["BACKENDS", "Backend", "array_namespace", "get_backend", "to_numpy"]
+__all__ = ["BACKENDS", "Backend", "array_namespace", "get_backend", "precision", "to_numpy"]
 
 #: Backend names accepted by ``FlatMLP(backend=...)``, mapped to the extra that installs them.
 BACKENDS: dict[str, str] = {
@@ -20,12 +22,11 @@ BACKENDS: dict[str, str] = {
     "cupy": "cupy",
     "torch": "torch",
     "array_api_strict": "test",
+    "jax": "jax",
 }
 
-_IMMUTABLE_REASON = (
-    "flatnet_xp keeps every layer's weights as views of ONE flat parameter buffer and updates "
-    "them in place, so it needs a mutable array library (numpy, cupy, torch, array_api_strict); "
-    "{name} arrays are immutable (or lazily evaluated) and cannot be updated through views"
+_UNSUPPORTED_REASON = (
+    f"{{name}} arrays are lazily evaluated (or the library is not supported); flatnet_xp runs on {sorted(BACKENDS)}"
 )
 
 
@@ -45,6 +46,12 @@ class Backend:
         The fast-path shim (``out=`` kernels where the library has them).
     is_gpu : bool
         True when arrays live in accelerator memory (host syncs are expensive).
+
+    Notes
+    -----
+    ``mutable`` is False for JAX: its arrays cannot be written in place, so parameters are replaced
+    rather than updated, layer "views" are slices made inside compiled programs, and ``fit`` runs
+    each epoch as one compiled program (:mod:`flatnet_xp.compiled`).
     """
 
     name: str
@@ -52,6 +59,11 @@ class Backend:
     device: Any
     ops: Ops
     is_gpu: bool
+
+    @property
+    def mutable(self) -> bool:
+        """True when arrays can be updated in place (every backend but JAX)."""
+        return self.ops.mutable
 
     def owns(self, x: Any) -> bool:
         """True when ``x`` is an array of this backend's library (device not checked)."""
@@ -61,18 +73,41 @@ class Backend:
         """Move ``x`` (NumPy or any backend array) onto this backend; no copy when it is there."""
         if not isinstance(x, np.ndarray) and not self.owns(x):
             x = to_numpy(x)
+        if self.name == "jax":
+            import jax
+
+            with jax.enable_x64(True):  # keep float64/int64 inputs as they are (no silent downcast)
+                return jax.device_put(self.xp.asarray(x, dtype=dtype), self.device)
         return self.xp.asarray(x, dtype=dtype, device=self.device)
+
+
+_NO_SCOPE = contextlib.nullcontext()
+
+
+def precision(backend: Backend, dtype: Any) -> contextlib.AbstractContextManager[Any]:
+    """The scope in which ``dtype`` arrays of ``backend`` keep their precision.
+
+    JAX computes in 32 bits unless 64-bit mode is on; flatnet_xp never flips the user's global
+    setting but runs each float64 JAX operation inside JAX's scoped ``jax.enable_x64(True)``
+    context (thread-local). Every other backend: a no-op context.
+    """
+    if backend.name == "jax" and dtype is not None and "64" in str(dtype):
+        import jax
+
+        return jax.enable_x64(True)
+    return _NO_SCOPE
 
 
 def _is_strict_array(x: Any) -> bool:
     return type(x).__module__.startswith("array_api_strict")
 
 
-_OWNS = {
+_OWNS: dict[str, Callable[[Any], bool]] = {
     "numpy": array_api_compat.is_numpy_array,
     "cupy": array_api_compat.is_cupy_array,
     "torch": array_api_compat.is_torch_array,
     "array_api_strict": _is_strict_array,
+    "jax": array_api_compat.is_jax_array,
 }
 
 
@@ -101,10 +136,12 @@ def _name_of_namespace(ns: Any) -> str:
         return "torch"
     if array_api_compat.is_array_api_strict_namespace(ns):
         return "array_api_strict"
+    if array_api_compat.is_jax_namespace(ns):
+        return "jax"
     modname = getattr(ns, "__name__", type(ns).__name__)
-    for immutable in ("jax", "dask", "ndonnx", "tensorflow", "mlx"):
-        if immutable in modname:
-            raise ValueError("backend: " + _IMMUTABLE_REASON.format(name=modname))
+    for lazy in ("dask", "ndonnx", "tensorflow", "mlx"):
+        if lazy in modname:
+            raise ValueError("backend: " + _UNSUPPORTED_REASON.format(name=modname))
     raise TypeError(f"backend: expected one of {sorted(BACKENDS)} or one of their array namespaces, got {ns!r}")
 
 
@@ -114,17 +151,18 @@ def get_backend(backend: str | ModuleType = "numpy", device: Any = None) -> Back
     Parameters
     ----------
     backend : str or module
-        ``"numpy"``, ``"cupy"``, ``"torch"`` or ``"array_api_strict"``, or one of those
-        libraries' namespaces (``numpy``, ``cupy``, ``torch``, ``array_api_strict``, or
-        array-api-compat's wrappers of them).
+        ``"numpy"``, ``"cupy"``, ``"torch"``, ``"array_api_strict"`` or ``"jax"``, or one of those
+        libraries' namespaces (``numpy``, ``cupy``, ``torch``, ``array_api_strict``,
+        ``jax.numpy``, or array-api-compat's wrappers of them).
     device : object, optional
         ``None`` for the library's default device. For torch e.g. ``"cpu"`` or ``"cuda:0"``;
-        for cupy an integer device id.
+        for cupy an integer device id; for JAX a ``jax.Device``, a platform name (``"cpu"``,
+        ``"gpu"``) or ``"platform:index"``; for array-api-strict one of its ``Device`` objects.
 
     Raises
     ------
     ValueError
-        Unknown backend name; an immutable library such as JAX; an unusable device.
+        Unknown backend name; a lazily evaluated library such as Dask; an invalid or unusable device.
     TypeError
         ``backend`` is neither a string nor an array namespace.
     ImportError
@@ -134,10 +172,9 @@ def get_backend(backend: str | ModuleType = "numpy", device: Any = None) -> Back
     """
     if isinstance(backend, str):
         name = backend.lower().replace("-", "_")
-        if name in ("jax", "jax.numpy", "dask", "dask.array"):
-            raise ValueError("backend: " + _IMMUTABLE_REASON.format(name=backend))
-        if name == "strict":
-            name = "array_api_strict"
+        if name in ("dask", "dask.array"):
+            raise ValueError("backend: " + _UNSUPPORTED_REASON.format(name=backend))
+        name = {"strict": "array_api_strict", "jax.numpy": "jax"}.get(name, name)
         if name not in BACKENDS:
             raise ValueError(f"backend: expected one of {sorted(BACKENDS)}, got {backend!r}")
     elif isinstance(backend, ModuleType) or hasattr(backend, "asarray"):
@@ -148,36 +185,79 @@ def get_backend(backend: str | ModuleType = "numpy", device: Any = None) -> Back
             f"got {type(backend).__name__} {backend!r}"
         )
     native = _import(name)
-    if name == "numpy":
-        xp = importlib.import_module("array_api_compat.numpy")
-        dev = "cpu"
-        if device not in (None, "cpu"):
-            raise ValueError(f"device: numpy arrays live on 'cpu', got {device!r}")
-        is_gpu = False
-    elif name == "array_api_strict":
-        xp = native
-        dev = xp.Device() if device is None else device
-        is_gpu = False
-    elif name == "cupy":
-        xp = importlib.import_module("array_api_compat.cupy")
-        try:
-            count = native.cuda.runtime.getDeviceCount()
-        except Exception as exc:  # CUDA driver missing, no device, broken install
-            raise RuntimeError(f"backend 'cupy' needs a usable CUDA GPU; CUDA said: {exc}") from exc
-        if count < 1:
-            raise RuntimeError("backend 'cupy' needs a usable CUDA GPU; none was found")
-        dev = native.cuda.Device(0 if device is None else int(device))
-        is_gpu = True
-    else:  # torch
-        xp = importlib.import_module("array_api_compat.torch")
-        try:
-            dev = native.device("cpu" if device is None else device)
-        except (RuntimeError, TypeError) as exc:
-            raise ValueError(f"device: not a torch device: {device!r} ({exc})") from exc
-        if dev.type == "cuda" and not native.cuda.is_available():
-            raise RuntimeError(f"device {device!r}: torch reports no usable CUDA GPU")
-        is_gpu = dev.type != "cpu"
+    xp, dev, is_gpu = _RESOLVE[name](native, device)
     return Backend(name=name, xp=xp, device=dev, ops=make_ops(name, native, xp), is_gpu=is_gpu)
+
+
+def _numpy_device(native: Any, device: Any) -> tuple[Any, Any, bool]:
+    if device not in (None, "cpu"):
+        raise ValueError(f"device: numpy arrays live on 'cpu', got {device!r}")
+    return importlib.import_module("array_api_compat.numpy"), "cpu", False
+
+
+def _strict_device(native: Any, device: Any) -> tuple[Any, Any, bool]:
+    devices = native.__array_namespace_info__().devices()
+    if device is None:
+        return native, native.Device(), False
+    if device not in devices:
+        raise ValueError(f"device: expected one of array_api_strict's devices {list(devices)}, got {device!r}")
+    return native, device, False
+
+
+def _cupy_device(native: Any, device: Any) -> tuple[Any, Any, bool]:
+    try:
+        count = native.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # CUDA driver missing, no device, broken install
+        raise RuntimeError(f"backend 'cupy' needs a usable CUDA GPU; CUDA said: {exc}") from exc
+    if count < 1:
+        raise RuntimeError("backend 'cupy' needs a usable CUDA GPU; none was found")
+    if device is not None and (isinstance(device, bool) or not isinstance(device, int) or not 0 <= device < count):
+        raise ValueError(f"device: expected a CUDA device index in [0, {count - 1}] for cupy, got {device!r}")
+    return importlib.import_module("array_api_compat.cupy"), native.cuda.Device(device or 0), True
+
+
+def _torch_device(native: Any, device: Any) -> tuple[Any, Any, bool]:
+    try:
+        dev = native.device("cpu" if device is None else device)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise ValueError(f"device: not a torch device: {device!r} ({exc})") from exc
+    if dev.type == "cuda":
+        if not native.cuda.is_available():
+            raise ValueError(f"device: {device!r} is not available: torch reports no usable CUDA GPU")
+        if dev.index is not None and dev.index >= native.cuda.device_count():
+            raise ValueError(f"device: {device!r} is not available: torch sees {native.cuda.device_count()} GPU(s)")
+    elif dev.type != "cpu":
+        raise ValueError(f"device: expected 'cpu' or 'cuda[:i]' for torch, got {device!r}")
+    return importlib.import_module("array_api_compat.torch"), dev, dev.type != "cpu"
+
+
+def _jax_device(native: Any, device: Any) -> tuple[Any, Any, bool]:
+    import jax
+
+    if device is None:
+        dev = jax.devices()[0]
+    elif isinstance(device, jax.Device):
+        dev = device
+    elif isinstance(device, str):
+        platform, _, index = device.partition(":")
+        platform = {"cuda": "gpu", "rocm": "gpu"}.get(platform, platform)
+        try:
+            candidates = jax.devices(platform)
+            dev = candidates[int(index) if index else 0]
+        except (RuntimeError, ValueError, IndexError) as exc:
+            raise ValueError(f"device: {device!r} is not a JAX device here ({exc})") from None
+    else:
+        raise ValueError(f"device: expected a jax.Device or a name like 'cpu' or 'gpu:0', got {device!r}")
+    return importlib.import_module("jax.numpy"), dev, dev.platform != "cpu"
+
+
+_RESOLVE = {
+    "numpy": _numpy_device,
+    "array_api_strict": _strict_device,
+    "cupy": _cupy_device,
+    "torch": _torch_device,
+    "jax": _jax_device,
+}
 
 
 def array_namespace(x: Any) -> Any:
@@ -207,4 +287,4 @@ def to_numpy(arr: Any) -> np.ndarray:
         return arr.detach().cpu().numpy()
     if _is_strict_array(arr):
         return np.asarray(np.from_dlpack(arr))
-    return np.asarray(arr)
+    return np.asarray(arr)  # JAX arrays, lists, scalars

@@ -2,20 +2,41 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import array_api_compat
 import numpy as np
 
-from flatnet_xp._compat import Backend, array_namespace
-from flatnet_xp._validation import as_data_array, check_finite, check_labels, describe
+from flatnet_xp._compat import Backend, array_namespace, to_numpy
+from flatnet_xp._validation import (
+    as_data_array,
+    check_dtype,
+    check_finite,
+    check_labels,
+    check_range,
+    check_sample_weight,
+    describe,
+    is_sparse,
+)
+
+if TYPE_CHECKING:
+    from flatnet_xp.losses import Loss
 
 __all__ = ["Dataset", "check_features"]
 
 
 def check_features(X: Any, n_features: int, name: str = "X") -> Any:
-    """A non-empty 2-D numeric array of width ``n_features`` (returned as given; lists become NumPy)."""
-    X = as_data_array(name, X, ndims=(2,))
+    """A non-empty 2-D numeric array (or scipy.sparse matrix) of width ``n_features``.
+
+    Returned as given (lists become NumPy, torch tensors that require grad are detached).
+    """
+    try:
+        X = as_data_array(name, X, ndims=(2,), sparse=True)
+    except ValueError as exc:
+        shape = getattr(X, "shape", None)
+        if shape is not None and len(shape) == 1 and shape[0] == n_features:
+            raise ValueError(f"{exc}; for one sample pass {name}.reshape(1, -1) (a batch of one row)") from None
+        raise
     if X.shape[1] != n_features:
         raise ValueError(f"{name}: expected {n_features} features (columns), got {describe(X)}")
     return X
@@ -28,24 +49,39 @@ def _is_native(backend: Backend, arr: Any, dtype: Any) -> bool:
     return bool(array_api_compat.device(arr) == backend.device)
 
 
+def _gather(arr: Any, idx: Any) -> Any:
+    """Rows ``idx`` (a slice or an int64 NumPy index array) of a backend array or sparse matrix."""
+    if isinstance(idx, slice):
+        return arr[idx, ...] if not is_sparse(arr) else arr[idx]
+    if isinstance(arr, np.ndarray) or is_sparse(arr):
+        return arr[idx]
+    xp = array_namespace(arr)
+    return xp.take(arr, xp.asarray(idx, device=array_api_compat.device(arr)), axis=0)
+
+
 class Dataset:
-    """Features and targets checked once, then gathered batch by batch.
+    """Features, targets and sample weights checked once, then gathered batch by batch.
 
     Integer class labels (for cross-entropy) are turned into one-hot rows per batch; data already
-    on the network's backend in its dtype is sliced without any conversion. The dataset itself is
-    never copied: a shuffled batch is gathered by index.
+    on the network's backend in its dtype is sliced without any conversion; a scipy.sparse ``X`` is
+    densified one batch at a time. The dataset itself is never copied: a shuffled batch is gathered
+    by index.
 
     Parameters
     ----------
     backend : Backend
     dtype : dtype of the network's backend
-    X : array, shape (n, n_features)
+    X : array or scipy.sparse matrix, shape (n, n_features)
     Y : array, shape (n, n_outputs), or (n,) for one output or for class labels
-    n_outputs : int
-    loss : str
+    n_features, n_outputs : int
+    loss : Loss
+        Decides how targets are validated (labels, ``[0, 1]``, non-negative counts).
+    sample_weight : array, shape (n,), optional
+        Non-negative finite weights, not all zero.
     check_values : bool
-        Scan for NaN/inf (and label range) in chunks; fit does, forward-only paths don't need to.
-    name_x, name_y : str
+        Scan for NaN/inf, values that overflow the network's dtype, and target ranges in chunks;
+        ``fit`` does, forward-only paths need not.
+    names : (str, str, str)
         Argument names used in error messages.
     """
 
@@ -57,17 +93,18 @@ class Dataset:
         Y: Any,
         n_features: int,
         n_outputs: int,
-        loss: str,
+        loss: Loss,
         *,
+        sample_weight: Any = None,
         check_values: bool = True,
-        name_x: str = "X",
-        name_y: str = "Y",
+        names: tuple[str, str, str] = ("X", "Y", "sample_weight"),
     ) -> None:
+        name_x, name_y, name_w = names
         X = check_features(X, n_features, name_x)
         Y = as_data_array(name_y, Y, ndims=(1, 2))
         if Y.shape[0] != X.shape[0]:
             raise ValueError(f"{name_y}: expected {X.shape[0]} rows to match {name_x}, got {describe(Y)}")
-        self.labels = loss == "cross_entropy" and Y.ndim == 1
+        self.labels = loss.targets == "classes" and Y.ndim == 1
         if self.labels:
             if n_outputs < 2:
                 raise ValueError(
@@ -78,41 +115,109 @@ class Dataset:
             if Y.ndim == 1 and n_outputs == 1:
                 Y = Y[:, None]
             if Y.ndim != 2 or Y.shape[1] != n_outputs:
-                what = "class labels (1-D) or " if loss == "cross_entropy" else ""
+                if loss.name == "mse" and Y.ndim == 1 and _looks_like_labels(Y):
+                    raise ValueError(
+                        f"{name_y}: expected targets of shape (n, {n_outputs}) for loss='mse', got {describe(Y)}, "
+                        "which looks like class labels: use loss='cross_entropy' with one output per class "
+                        "(or FlatMLPClassifier, which also takes text labels)"
+                    )
+                what = "class labels (1-D) or " if loss.targets == "classes" else ""
                 raise ValueError(f"{name_y}: expected {what}targets of shape (n, {n_outputs}), got {describe(Y)}")
+        np_dtype = np.dtype(check_dtype(dtype))
         if check_values:
-            check_finite(name_x, X)
+            check_finite(name_x, X, np_dtype)
             if not self.labels:
-                check_finite(name_y, Y)
+                check_finite(name_y, Y, np_dtype)
+                if loss.targets == "binary":
+                    check_range(name_y, Y, 0.0, 1.0, f"targets in [0, 1] for loss={loss.name!r}")
+                elif loss.targets == "counts":
+                    check_range(name_y, Y, 0.0, None, f"non-negative targets for loss={loss.name!r}")
+        self.sample_weight = None if sample_weight is None else check_sample_weight(name_w, sample_weight, X.shape[0])
         self.backend, self.dtype, self.n_outputs = backend, dtype, n_outputs
         self.X, self.Y = X, Y
         self.n = int(X.shape[0])
-        self._x_native = _is_native(backend, X, dtype)
+        self._sparse = is_sparse(X)
+        self._x_native = not self._sparse and _is_native(backend, X, dtype)
         self._y_native = not self.labels and _is_native(backend, Y, dtype)
         self._classes = backend.xp.arange(n_outputs, device=backend.device) if self.labels else None
+        self._ss_tot: np.ndarray | None = None
 
-    def _gather(self, arr: Any, idx: Any) -> Any:
-        if isinstance(idx, slice):
-            return arr[idx, ...]
-        if isinstance(arr, np.ndarray):
-            return arr[idx]
-        xp = array_namespace(arr)
-        return xp.take(arr, xp.asarray(idx, device=array_api_compat.device(arr)), axis=0)
+    @classmethod
+    def features_only(cls, backend: Backend, dtype: Any, X: Any) -> Dataset:
+        """A dataset of already checked features only (for :meth:`batch_x`)."""
+        self = cls.__new__(cls)
+        self.backend, self.dtype, self.X = backend, dtype, X
+        self._sparse = is_sparse(X)
+        self._x_native = not self._sparse and _is_native(backend, X, dtype)
+        return self
 
-    def batch(self, idx: slice | np.ndarray) -> tuple[Any, Any]:
-        """Rows ``idx`` (a slice, or an int64 NumPy index array) as backend arrays ``(x, y)``.
+    def batch_x(self, idx: slice | np.ndarray) -> Any:
+        """Features of rows ``idx`` as a backend array ``(m, n_features)`` in the network's dtype."""
+        x = _gather(self.X, idx)
+        if self._x_native:
+            return x
+        if self._sparse:
+            x = x.toarray()
+        return self.backend.asarray(x, dtype=self.dtype)
 
-        ``x`` has shape ``(m, n_features)``; ``y`` is ``(m, n_outputs)`` in the network's dtype.
+    def batch(self, idx: slice | np.ndarray, normalize: str = "batch") -> tuple[Any, Any, Any]:
+        """Rows ``idx`` (a slice, or an int64 NumPy index array) as backend arrays ``(x, y, sw)``.
+
+        ``x`` is ``(m, n_features)``, ``y`` is ``(m, n_outputs)`` in the network's dtype, ``sw`` None
+        or ``(m, 1)`` sample weights divided by their mean over the batch (``normalize="batch"``: each
+        batch's loss is the weighted average over its samples) or over the whole dataset
+        (``"global"``: batch losses that add up to the dataset's weighted average).
         """
         be = self.backend
-        x = self._gather(self.X, idx)
-        if not self._x_native:
-            x = be.asarray(x, dtype=self.dtype)
-        y = self._gather(self.Y, idx)
+        x = self.batch_x(idx)
+        y = _gather(self.Y, idx)
         if self.labels:
             xp = be.xp
             labels = xp.astype(be.asarray(y), xp.int64)
             y = xp.astype(labels[:, None] == self._classes, self.dtype)
         elif not self._y_native:
             y = be.asarray(y, dtype=self.dtype)
-        return x, y
+        sw = None
+        if self.sample_weight is not None:
+            w = self.sample_weight[idx]
+            mean = float(w.mean()) if normalize == "batch" else self._mean_weight
+            w = w / mean if mean > 0 else np.zeros_like(w)
+            sw = be.asarray(w[:, None], dtype=self.dtype)
+        return x, y, sw
+
+    @property
+    def _mean_weight(self) -> float:
+        assert self.sample_weight is not None
+        return float(self.sample_weight.mean())
+
+    def total_sum_of_squares(self) -> np.ndarray:
+        """Per output, ``sum_i w_i (y_i - mean_w(y))^2`` with the globally normalised weights of
+        :meth:`batch` (the denominator of R^2); computed once, in chunks, on the host."""
+        if self._ss_tot is None:
+            w = None if self.sample_weight is None else self.sample_weight / self._mean_weight
+            step = max(1, (1 << 18) // max(1, self.n_outputs))
+            sums = np.zeros(self.n_outputs)
+            for lo in range(0, self.n, step):
+                y = np.asarray(self.host_rows(self.Y, slice(lo, min(lo + step, self.n))), dtype=np.float64)
+                sums += y.sum(axis=0) if w is None else (w[lo : lo + y.shape[0], None] * y).sum(axis=0)
+            mean = sums / self.n
+            ss = np.zeros(self.n_outputs)
+            for lo in range(0, self.n, step):
+                y = np.asarray(self.host_rows(self.Y, slice(lo, min(lo + step, self.n))), dtype=np.float64)
+                d2 = (y - mean) ** 2
+                ss += d2.sum(axis=0) if w is None else (w[lo : lo + y.shape[0], None] * d2).sum(axis=0)
+            self._ss_tot = ss
+        return self._ss_tot
+
+    def host_rows(self, arr: Any, idx: Any) -> np.ndarray:
+        """Rows of ``arr`` (X or Y of this dataset) as NumPy, densified (for hashing and metrics)."""
+        part = _gather(arr, idx)
+        return part.toarray() if is_sparse(part) else np.asarray(to_numpy(part))
+
+
+def _looks_like_labels(Y: Any) -> bool:
+    """Integer-valued 1-D targets with a few distinct values (checked on at most 10,000 of them)."""
+    sample = np.asarray(to_numpy(Y[: min(int(Y.shape[0]), 10_000)]))
+    if sample.dtype.kind in "iub":
+        return True
+    return bool(np.all(np.isfinite(sample)) and np.all(sample == np.round(sample)) and len(np.unique(sample)) <= 20)

@@ -17,10 +17,13 @@ __all__ = [
     "check_dtype",
     "check_finite",
     "check_int",
-    "check_layer_sizes",
     "check_labels",
+    "check_layer_sizes",
+    "check_range",
     "check_real",
+    "check_sample_weight",
     "describe",
+    "is_sparse",
 ]
 
 FLOAT_DTYPES = ("float32", "float64")
@@ -77,25 +80,41 @@ def check_layer_sizes(sizes: Any) -> tuple[int, ...]:
     return tuple(out)
 
 
-def check_dtype(dtype: Any) -> str:
-    """Normalise a float dtype given by name, NumPy dtype or backend dtype to 'float32'/'float64'."""
-    text = str(dtype).rsplit(".", 1)[-1] if dtype is not None else "None"
-    if text in ("float", "double"):
+def check_dtype(dtype: Any, name: str = "dtype") -> str:
+    """``"float32"`` or ``"float64"`` from what NumPy, PyTorch and JAX users write.
+
+    Accepts a name (``"float32"``, ``"float64"``, ``"float"``, ``"double"``, ``"single"``), a NumPy or
+    JAX scalar type or dtype (``np.float32``, ``np.dtype("float64")``), a PyTorch or array-api-strict
+    dtype (``torch.float32``), or the Python type ``float`` (float64).
+    """
+    text: str | None
+    if dtype is float:
         text = "float64"
+    elif isinstance(dtype, str):
+        text = {"float": "float64", "double": "float64", "single": "float32"}.get(dtype.strip(), dtype.strip())
+    elif isinstance(dtype, type | np.dtype) or (hasattr(dtype, "dtype") and isinstance(dtype.dtype, np.dtype)):
+        try:
+            text = np.dtype(dtype).name
+        except TypeError:
+            text = None
+    else:  # torch.float32, array_api_strict.float32, ...: "<module>.float32"
+        text = str(dtype).rsplit(".", 1)[-1] if "." in str(dtype) else None
     try:
-        name = np.dtype(text).name
+        result = np.dtype(text).name if text else None
     except TypeError:
-        name = text
-    if name not in FLOAT_DTYPES:
-        raise TypeError(f"dtype: expected one of {FLOAT_DTYPES}, got {dtype!r}")
-    return name
+        result = None
+    if result not in FLOAT_DTYPES:
+        raise TypeError(
+            f"{name}: expected float32 or float64 (a name, a NumPy, PyTorch or JAX dtype, or float), got {dtype!r}"
+        )
+    return str(result)
 
 
 def _dtype_kind(arr: Any) -> str:
-    """'f' real float, 'i' integer, 'b' bool, 'c' complex, or 'O' anything else."""
+    """'f' real float, 'i' integer (signed or unsigned), 'b' bool, 'c' complex, or 'O' anything else."""
     dt = arr.dtype
     if isinstance(dt, np.dtype):
-        return dt.kind if dt.kind in "fiubc" else "O"
+        return {"u": "i"}.get(dt.kind, dt.kind) if dt.kind in "fiubc" else "O"
     name = str(dt).rsplit(".", 1)[-1]
     if name.startswith(("float", "bfloat")):
         return "f"
@@ -108,12 +127,40 @@ def _dtype_kind(arr: Any) -> str:
     return "O"
 
 
-def as_data_array(name: str, value: Any, *, ndims: tuple[int, ...] = (2,), numeric: str = "fiub") -> Any:
+def is_sparse(value: Any) -> bool:
+    """True for scipy.sparse matrices and arrays (checked without importing scipy)."""
+    return type(value).__module__.startswith("scipy.sparse")
+
+
+def _torch_tensor(value: Any, name: str) -> Any:
+    """A torch tensor usable as data: detached (no copy) if it requires grad; sparse ones refused."""
+    if getattr(value, "layout", None) is not None and str(value.layout) != "torch.strided":
+        raise TypeError(
+            f"{name}: torch sparse tensors ({value.layout}) are not supported; pass X.to_dense(), or a "
+            "scipy.sparse matrix (densified one batch at a time)"
+        )
+    return value.detach() if value.requires_grad else value
+
+
+def as_data_array(
+    name: str, value: Any, *, ndims: tuple[int, ...] = (2,), numeric: str = "fiub", sparse: bool = False
+) -> Any:
     """Accept an array of any supported backend (returned as is) or a nested sequence (NumPy).
 
-    Checks dimensionality, non-emptiness and dtype kind, never copies a backend array.
+    Checks dimensionality, non-emptiness and dtype kind, never copies a backend array. A torch
+    tensor that requires grad is detached (a view, no copy); with ``sparse=True`` a scipy.sparse
+    matrix is accepted as it is (converted to CSR when it is in another format).
     """
-    if array_namespace(value) is None or isinstance(value, np.generic):
+    if is_sparse(value):
+        if not sparse:
+            raise TypeError(
+                f"{name}: expected a dense array, got a scipy.sparse {type(value).__name__}; use .toarray()"
+            )
+        if value.format not in ("csr", "csc"):
+            value = value.tocsr()
+    elif type(value).__module__.startswith("torch"):
+        value = _torch_tensor(value, name)
+    elif array_namespace(value) is None or isinstance(value, np.generic):
         if isinstance(value, str | bytes) or value is None:
             raise TypeError(f"{name}: expected a numeric array, got {describe(value)}")
         try:
@@ -121,11 +168,9 @@ def as_data_array(name: str, value: Any, *, ndims: tuple[int, ...] = (2,), numer
         except (ValueError, TypeError) as exc:
             raise TypeError(f"{name}: expected a numeric array, got {describe(value)} ({exc})") from None
     kind = _dtype_kind(value)
-    if kind == "u":
-        kind = "i"
     if kind not in numeric:
         raise TypeError(f"{name}: expected a numeric (real) array, got {describe(value)}")
-    if value.ndim not in ndims:
+    if len(value.shape) not in ndims:
         want = " or ".join(f"{d}-D" for d in ndims)
         raise ValueError(f"{name}: expected a {want} array, got {describe(value)}")
     if value.shape[0] == 0 or math.prod(value.shape) == 0:
@@ -141,16 +186,71 @@ def _chunks(arr: Any) -> Any:
         yield arr[start : min(start + step, n), ...]
 
 
-def check_finite(name: str, arr: Any) -> None:
-    """Raise ValueError if ``arr`` holds NaN or inf; scans in chunks (no dataset-sized temporary)."""
+def check_finite(name: str, arr: Any, dtype: np.dtype[Any] | None = None) -> None:
+    """Raise ValueError if ``arr`` holds NaN or inf, or values beyond ``dtype``'s range.
+
+    Scans in chunks (no dataset-sized temporary); a sparse matrix's stored values only. Values that
+    the network's ``dtype`` cannot represent (float64 data above float32's maximum for a float32
+    network) would turn into inf during training, so they are refused here.
+    """
+    if is_sparse(arr):
+        arr = arr.data
+        if arr.shape[0] == 0:
+            return
     if _dtype_kind(arr) != "f":
         return
     xp = array_namespace(arr)
+    narrow = None
+    if dtype is not None and _itemsize(arr.dtype) > dtype.itemsize:
+        narrow = getattr(xp, dtype.name)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for chunk in _chunks(arr):
+            # One fast pass: the sum of the chunk cast to the network's dtype is finite when every
+            # value is finite and representable. Only a non-finite sum (which large finite values
+            # can also give) needs the exact element-wise tests.
+            cast = chunk if narrow is None else xp.astype(chunk, narrow)
+            if bool(xp.isfinite(xp.sum(cast))):
+                continue
+            if not bool(xp.all(xp.isfinite(chunk))):
+                raise ValueError(f"{name}: expected finite values, found NaN or inf")
+            if narrow is not None and not bool(xp.all(xp.isfinite(cast))):
+                big = float(xp.max(xp.abs(chunk)))
+                raise ValueError(
+                    f"{name}: holds {big:.4g}, beyond the largest {dtype} value ({float(np.finfo(dtype).max):.4g}): "
+                    f"it would overflow the network's {dtype}; rescale the data or use dtype='float64'"
+                )
+
+
+def _itemsize(dtype: Any) -> int:
+    """Bytes per element of a NumPy, PyTorch, JAX or array-api-strict float dtype."""
+    try:
+        return int(np.dtype(dtype).itemsize)
+    except TypeError:
+        return 8 if "64" in str(dtype) else 4 if "32" in str(dtype) else 2
+
+
+def check_range(name: str, arr: Any, low: float, high: float | None, what: str) -> None:
+    """Raise ValueError if ``arr`` has values outside ``[low, high]`` (``high=None``: no upper bound)."""
+    xp = array_namespace(arr)
     for chunk in _chunks(arr):
-        # A sum is finite when every term is (one fast pass); only a non-finite sum, which an
-        # overflow of large finite values can also give, needs the exact element-wise test.
-        if not bool(xp.isfinite(xp.sum(chunk))) and not bool(xp.all(xp.isfinite(chunk))):
-            raise ValueError(f"{name}: expected finite values, found NaN or inf")
+        lo = float(xp.min(chunk))
+        hi = float(xp.max(chunk))
+        if lo < low or (high is not None and hi > high):
+            bad = lo if lo < low else hi
+            raise ValueError(f"{name}: expected {what}, found {bad!r}")
+
+
+def check_sample_weight(name: str, weights: Any, n: int) -> np.ndarray:
+    """Sample weights as a float64 NumPy vector of length ``n``: finite, ``>= 0``, not all zero."""
+    w = as_data_array(name, weights, ndims=(1,), numeric="fiub")
+    if w.shape[0] != n:
+        raise ValueError(f"{name}: expected {n} weights (one per sample), got {describe(w)}")
+    host = np.asarray(to_numpy(w), dtype=np.float64)
+    if not np.all(np.isfinite(host)) or np.any(host < 0):
+        raise ValueError(f"{name}: expected finite non-negative weights")
+    if not np.any(host > 0):
+        raise ValueError(f"{name}: expected at least one positive weight, all are zero")
+    return host
 
 
 def check_labels(name: str, labels: Any, n_classes: int) -> None:

@@ -1,12 +1,13 @@
-"""Activation functions applied in place, and their derivatives written from the activation's OUTPUT.
+"""Activation functions and their derivatives written from the activation's OUTPUT.
 
-Each activation is a pair of functions over a preallocated batch buffer:
+Each activation is a pair of functions over a batch buffer, each RETURNING its result (written in
+place on mutable backends, a new array on JAX: see :mod:`flatnet_xp._shim`):
 
 ``forward(xp, ops, s) -> z``
-    overwrite the pre-activation ``s`` (shape ``(batch, width)``) with ``f(s)`` and return it;
+    ``f(s)`` of the pre-activation ``s`` (shape ``(batch, width)``), overwriting ``s`` where it can;
 ``backward(xp, ops, delta, z) -> delta``
-    overwrite ``delta = dL/dz`` with ``dL/ds = delta * f'(s)``, computed from ``z = f(s)``
-    (exact for all five: ``sigmoid' = z(1-z)``, ``tanh' = 1-z^2``, relu/leaky relu from ``sign(z)``).
+    ``dL/ds = delta * f'(s)`` from ``delta = dL/dz`` and ``z = f(s)``, overwriting ``delta`` where it
+    can (exact for all five: ``sigmoid' = z(1-z)``, ``tanh' = 1-z^2``, relu/leaky relu from ``sign(z)``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ LEAKY_SLOPE = 0.01
 
 @dataclass(frozen=True)
 class Activation:
-    """An activation: its name and the in-place forward/backward pair described in the module doc."""
+    """An activation: its name and the forward/backward pair described in the module doc."""
 
     name: str
     forward: Callable[[Any, Any, Any], Any]
@@ -35,46 +36,43 @@ class Activation:
 def sigmoid(xp: Any, s: Any) -> Any:
     """Overflow-free logistic function returning a new array (see :func:`flatnet_xp._shim.stable_sigmoid`).
 
-    The in-place activation uses the shim's ``ops.sigmoid`` instead: this same formula on
-    array-api-strict, a fused stable kernel on NumPy, CuPy and PyTorch.
+    The activation itself uses the shim's ``ops.sigmoid``: this same formula on array-api-strict,
+    a fused stable kernel on NumPy, CuPy, PyTorch and JAX.
     """
     return stable_sigmoid(xp, s)
 
 
 def _sigmoid_fwd(xp: Any, ops: Any, s: Any) -> Any:
-    return ops.sigmoid(s, out=s)
+    return ops.sigmoid(s, s)
 
 
 def _sigmoid_bwd(xp: Any, ops: Any, delta: Any, z: Any) -> Any:
-    delta *= z - z * z
-    return delta
+    return ops.imul(delta, z - z * z)
 
 
 def _tanh_fwd(xp: Any, ops: Any, s: Any) -> Any:
-    return ops.tanh(s, out=s)
+    return ops.tanh(s, s)
 
 
 def _tanh_bwd(xp: Any, ops: Any, delta: Any, z: Any) -> Any:
-    delta *= 1.0 - z * z
-    return delta
+    return ops.imul(delta, 1.0 - z * z)
 
 
 def _relu_fwd(xp: Any, ops: Any, s: Any) -> Any:
-    return ops.maximum(s, 0.0, out=s)
+    return ops.maximum(s, 0.0, s)
 
 
 def _relu_bwd(xp: Any, ops: Any, delta: Any, z: Any) -> Any:
-    return ops.mask_mul(delta, z > 0, out=delta)
+    return ops.mask_mul(delta, z > 0, delta)
 
 
 def _leaky_fwd(xp: Any, ops: Any, s: Any) -> Any:
     # max(s, a*s) is leaky ReLU for 0 < a < 1.
-    return ops.maximum(s, LEAKY_SLOPE * s, out=s)
+    return ops.maximum(s, LEAKY_SLOPE * s, s)
 
 
 def _leaky_bwd(xp: Any, ops: Any, delta: Any, z: Any) -> Any:
-    delta[...] = xp.where(z > 0, delta, LEAKY_SLOPE * delta)
-    return delta
+    return ops.copy(xp.where(z > 0, delta, LEAKY_SLOPE * delta), delta)
 
 
 def _identity_fwd(xp: Any, ops: Any, s: Any) -> Any:

@@ -2,16 +2,28 @@
 
 Because the whole gradient is one contiguous buffer, a data-parallel step needs exactly one
 collective (PyTorch DDP and Horovod bucket or fuse many tensors first). The gradient buffer has
-four spare slots behind it (see ``FlatMLP._grad_parent``) that ride along in the same message:
+five spare slots behind it (see ``FlatMLP.grads``) that ride along in the same message:
 
-* slot ``P``     the batch loss (with the gradient's finiteness folded in), averaged for the history;
+* slot ``P``     the batch loss, averaged for the history;
 * slot ``P+1``   a second value (validation accuracy at the end of an epoch);
 * slot ``P+2``   a "stop" vote (early stopping or a callback on any rank stops every rank);
-* slot ``P+3``   an error flag: a rank that raises joins the next collective with it set, so every
-  other rank raises :class:`RemoteRankError` instead of waiting forever.
+* slot ``P+3``   an error flag: a rank that raises keeps joining the collectives with it set until the
+  others read it, so every other rank raises :class:`RemoteRankError` instead of waiting forever;
+* slot ``P+4``   a "read" marker: how many healthy ranks read the flags after this collective.
 
-Every collective inside the training loop is this same ``Allreduce`` over ``P + 4`` numbers,
-so a failing rank's last message always matches what the others are waiting in.
+Every collective inside the training loop is this same ``Allreduce`` over ``P + 5`` numbers, so a
+failing rank's messages always match what the others are waiting in.
+
+Host reads. On CPU the buffer is host memory and the flags are read after every collective. On a GPU
+a read is a device-to-host copy that stalls the stream, so a training step reads the flags only
+every :data:`SYNC_EVERY_GPU` steps (``FLATNET_XP_SYNC_EVERY`` overrides it); the end-of-epoch
+collectives (validation means, the stop vote, the last one) read them anyway. A failing rank keeps
+sending error-flagged collectives until one that the others read (its read marker is non-zero), so
+the no-hang guarantee holds at any ``N``; the healthy ranks then stop within ``N`` steps, having
+applied at most ``N`` steps of the failed rank's zeroed gradient, and the epoch's start is restored.
+Per-step host transfers left in a data-parallel GPU step: none besides these flag reads (the staged
+transport, used when neither NCCL nor a CUDA-aware MPI is available, copies the gradient through
+host memory every step by design).
 
 Use it through ``net.fit(X_local, Y_local, comm=MPI.COMM_WORLD, ...)``: each rank passes its own
 shard (all the same length), rank 0's parameters are broadcast first, and every rank then applies
@@ -38,11 +50,22 @@ from flatnet_xp._compat import to_numpy
 if TYPE_CHECKING:
     from flatnet_xp.network import FlatMLP
 
-__all__ = ["DataParallel", "RemoteRankError"]
+__all__ = ["SYNC_EVERY_GPU", "DataParallel", "RemoteRankError"]
+
+#: Steps between host reads of the control flags on GPU backends (every step on the CPU).
+SYNC_EVERY_GPU = 32
+_LOSS, _VALUE, _STOP, _ERROR, _READ = range(5)
 
 
 class RemoteRankError(RuntimeError):
     """Another rank raised during data-parallel training; this rank stopped too."""
+
+
+def _sync_every(is_gpu: bool) -> int:
+    env = os.environ.get("FLATNET_XP_SYNC_EVERY", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    return SYNC_EVERY_GPU if is_gpu else 1
 
 
 class DataParallel:
@@ -73,11 +96,14 @@ class DataParallel:
             raise ValueError(f"X: every rank needs a shard of the same length; shard lengths by rank: {lengths}")
         self.P = net.layout.n_params
         self._be = net._be
+        net.grads  # noqa: B018 - allocates the gradient buffer with its spare slots
         self._parent = net._grad_parent
         self._head = self._parent[: self.P + 1]  # gradient and loss: averaged after the sum
         self._nccl = _nccl_communicator(comm, net._be)
         self._mode, self._buf = ("nccl", self._parent) if self._nccl else _transport(net._be, self._parent)
         self._finished = False
+        self.sync_every = _sync_every(net._be.is_gpu)
+        self._count = 0
         self.shuffle_seed = comm.bcast(seed if seed is not None else fresh_entropy(), root=0)
         mode, buf = ("nccl", net.params) if self._nccl else _transport(net._be, net.params)
         self._collective(comm.Bcast, net.params, mode, buf, root=0)
@@ -98,50 +124,64 @@ class DataParallel:
         if mode == "stage":
             arr[...] = self._be.asarray(buf)
 
-    def _allreduce(self, error: bool = False) -> None:
+    def _allreduce(self, read: bool, error: bool = False) -> None:
+        """The one collective; with ``read`` the flags are read (a host sync on GPUs) and a remote
+        error raises :class:`RemoteRankError`."""
         from mpi4py import MPI
 
-        parent = self._parent
-        parent[self.P + 3] = 1.0 if error else 0.0
+        parent, P = self._parent, self.P
+        parent[P + _ERROR] = 1.0 if error else 0.0
+        parent[P + _READ] = 1.0 if read and not error else 0.0
         self._collective(self.comm.Allreduce, parent, self._mode, self._buf, op=MPI.SUM)
-        if not error and float(parent[self.P + 3]) > 0:
+        self._count += 1
+        if read and not error and float(parent[P + _ERROR]) > 0:
             self._finished = True
             raise RemoteRankError(
                 "another MPI rank raised an exception; stopping this rank too (see that rank's error)"
             )
 
-    def allreduce_step(self, net: FlatMLP, probe: Any) -> Any:
-        """Sum gradient and loss over ranks and divide by the rank count; returns the mean loss probe."""
-        self._parent[self.P] = probe
-        self._allreduce()
+    def allreduce_step(self, net: FlatMLP, loss: Any) -> Any:
+        """Sum gradient and loss over ranks and divide by the rank count; returns the mean loss (0-d)."""
+        self._parent[self.P + _LOSS] = loss
+        self._allreduce(read=(self._count + 1) % self.sync_every == 0)
         self._head *= 1.0 / self.size
-        return self._parent[self.P]
+        return self._parent[self.P + _LOSS]
 
     def mean_pair(self, a: float, b: float) -> tuple[float, float]:
         """Mean over ranks of two host numbers (validation loss and accuracy)."""
-        self._parent[self.P] = a
-        self._parent[self.P + 1] = 0.0 if b != b else b
-        self._allreduce()
-        return float(self._parent[self.P]) / self.size, (float(self._parent[self.P + 1]) / self.size if b == b else b)
+        self._parent[self.P + _LOSS] = a
+        self._parent[self.P + _VALUE] = 0.0 if b != b else b
+        self._allreduce(read=True)
+        mean_b = float(self._parent[self.P + _VALUE]) / self.size if b == b else b
+        return float(self._parent[self.P + _LOSS]) / self.size, mean_b
 
     def any(self, flag: bool) -> bool:
         """True on every rank when ``flag`` is true on any rank."""
-        self._parent[self.P + 2] = 1.0 if flag else 0.0
-        self._allreduce()
-        return float(self._parent[self.P + 2]) > 0
+        self._parent[self.P + _STOP] = 1.0 if flag else 0.0
+        self._allreduce(read=True)
+        return float(self._parent[self.P + _STOP]) > 0
 
     def finish(self) -> None:
         """The loop's last collective: after it nothing can leave another rank waiting."""
-        self._allreduce()
+        self._allreduce(read=True)
         self._finished = True
 
     def fail(self, exc: BaseException) -> None:
-        """Tell the other ranks (through the collective they are waiting in) that this rank failed."""
+        """Tell the other ranks (through the collectives they are waiting in) that this rank failed.
+
+        Keeps joining error-flagged collectives, with a zeroed gradient, until one that a healthy rank
+        reads (or until every rank has failed).
+        """
         if self._finished or isinstance(exc, RemoteRankError):
             return
         print(f"[flatnet_xp rank {self.rank}] {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
         try:
-            self._allreduce(error=True)
+            for _ in range(self.sync_every + 16):
+                self._head[...] = 0.0
+                self._allreduce(read=False, error=True)
+                read = float(self._parent[self.P + _READ]) > 0
+                if read or float(self._parent[self.P + _ERROR]) >= self.size:
+                    break
         except Exception:  # the communicator itself is broken: nothing left but to abort the job
             self.comm.Abort(1)
         self._finished = True

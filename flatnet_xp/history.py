@@ -9,19 +9,21 @@ from typing import Any, Protocol
 __all__ = ["Callback", "DivergenceError", "History"]
 
 
-class DivergenceError(FloatingPointError):
-    """Training produced a non-finite loss or gradient.
+class DivergenceError(FloatingPointError, ValueError):
+    """Training produced a non-finite loss, gradient, parameter or optimizer state.
 
-    ``fit`` raises it BEFORE applying the offending update, so the network keeps its last finite
-    weights (on GPU backends, which check once per epoch to avoid a host sync per step, the
-    weights are restored to those at the start of the diverging epoch).
+    ``fit`` never leaves non-finite parameters behind: on CPU backends the parameters and the
+    optimizer state are restored to those before the offending step (the epoch is replayed up to
+    it from a snapshot taken at its start); on GPU backends, which check once per epoch to avoid a
+    host synchronisation per step, and on JAX, whose epoch is one compiled program, to those at the
+    start of the diverging epoch. Both a ``FloatingPointError`` and a ``ValueError``.
 
     Attributes
     ----------
     epoch : int
-        0-based epoch in which it happened.
+        Epoch in which it happened, counted from 1.
     step : int or None
-        0-based step within that epoch (None where only the epoch is known).
+        Step within that epoch, counted from 1 (None where only the epoch is known).
     """
 
     def __init__(self, message: str, epoch: int, step: int | None) -> None:
@@ -41,18 +43,22 @@ class History:
         Every step's loss on its batch, computed before that step's update.
     val_loss, val_accuracy : list of float
         Per-epoch validation loss and (classification losses only) accuracy.
+    val_score : list of float
+        Per-epoch validation score: accuracy for classification losses, R^2 for the others
+        (scikit-learn's ``score``).
     epoch_time : list of float
         Wall-clock seconds of each epoch (training and validation).
     best_epoch : int or None
-        With early stopping: the epoch whose weights were restored.
+        With early stopping: the epoch (counted from 1) whose weights were restored.
     stopped_early : bool
-        True when early stopping or a callback ended training before ``epochs``.
+        True when early stopping, a schedule or a callback ended training before ``epochs``.
     """
 
     loss: list[float] = field(default_factory=list)
     batch_loss: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
     val_accuracy: list[float] = field(default_factory=list)
+    val_score: list[float] = field(default_factory=list)
     epoch_time: list[float] = field(default_factory=list)
     best_epoch: int | None = None
     stopped_early: bool = False
@@ -78,13 +84,21 @@ class History:
                 f"history: unexpected fields {sorted(set(data) - names) if isinstance(data, dict) else data!r}"
             )
         kwargs: dict[str, Any] = {}
-        for k, v in data.items():
-            if isinstance(v, list):
-                if not all(x is None or isinstance(x, int | float) for x in v):
-                    raise ValueError(f"history.{k}: expected a list of numbers")
-                kwargs[k] = [math.nan if x is None else float(x) for x in v]
+        for f in fields(cls):
+            if f.name not in data:
+                continue
+            v = data[f.name]
+            if f.name == "best_epoch":
+                if v is not None and (type(v) is not int or v < 1):
+                    raise ValueError(f"history.best_epoch: expected None or an epoch >= 1, got {v!r}")
+            elif f.name == "stopped_early":
+                if type(v) is not bool:
+                    raise ValueError(f"history.stopped_early: expected a bool, got {v!r}")
+            elif not isinstance(v, list) or not all(x is None or type(x) in (int, float) for x in v):
+                raise ValueError(f"history.{f.name}: expected a list of numbers")
             else:
-                kwargs[k] = v
+                v = [math.nan if x is None else float(x) for x in v]
+            kwargs[f.name] = v
         return cls(**kwargs)
 
     def plot(self, log_scale: bool = False, ax: Any = None) -> Any:
@@ -115,7 +129,7 @@ class History:
         if self.val_loss:
             ax.plot(range(1, len(self.val_loss) + 1), self.val_loss, marker="s", ms=3, label="validation loss")
         if self.best_epoch is not None:
-            ax.axvline(self.best_epoch + 1, color="grey", ls=":", label="best epoch")
+            ax.axvline(self.best_epoch, color="grey", ls=":", label=f"best epoch ({self.best_epoch})")
         if log_scale:
             ax.set_yscale("log")
         ax.set_xlabel("epoch")

@@ -3,49 +3,82 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from flatnet_xp._compat import to_numpy
-from flatnet_xp.losses import CLASSIFICATION_LOSSES, Loss
+from flatnet_xp._compat import precision, to_numpy
 
 if TYPE_CHECKING:
     from flatnet_xp._data import Dataset
+    from flatnet_xp.losses import Loss
     from flatnet_xp.network import FlatMLP
 
-__all__ = ["accuracy_counts", "mean_over_batches", "r2_score"]
+__all__ = ["Scores", "accuracy_counts", "evaluate_dataset"]
 
 
-def accuracy_counts(xp: Any, z: Any, y: Any, loss: str) -> Any:
-    """Number of correct predictions in a batch (0-d backend array) for a classification loss."""
-    if loss == "bce" or z.shape[1] == 1:
-        return xp.sum(xp.astype((z > 0) == (y > 0.5), xp.float64))
-    return xp.sum(xp.astype(xp.argmax(z, axis=1) == xp.argmax(y, axis=1), xp.float64))
+@dataclass(frozen=True)
+class Scores:
+    """Mean loss, accuracy (classification losses, else NaN) and R^2 (when asked for, else NaN)."""
+
+    loss: float
+    accuracy: float
+    r2: float
+
+    def score(self, loss: Loss) -> float:
+        """scikit-learn's ``score``: accuracy for classification losses, R^2 for the others."""
+        return self.accuracy if loss.classification else self.r2
 
 
-def mean_over_batches(net: FlatMLP, data: Dataset, loss: Loss, step: int) -> tuple[float, float]:
-    """Mean loss and (for classification) accuracy over ``data``, batch by batch, one sync at the end."""
+def accuracy_counts(xp: Any, z: Any, y: Any, loss: Loss, sw: Any = None) -> Any:
+    """Number of correct predictions in a batch (0-d backend array) for a classification loss.
+
+    With ``bce`` (or one output) every output is a separate yes/no prediction; otherwise the row's
+    argmax is the predicted class. ``sw`` (``(m, 1)``) weights the rows.
+    """
+    if loss.targets == "binary" or z.shape[1] == 1:
+        hits = xp.astype((z > 0) == (y > 0.5), xp.float64)
+    else:
+        hits = xp.astype(xp.argmax(z, axis=1) == xp.argmax(y, axis=1), xp.float64)[:, None]
+    if sw is not None:
+        hits = hits * xp.astype(sw, xp.float64)
+    return xp.sum(hits)
+
+
+def _prediction(xp: Any, z: Any, loss: Loss) -> Any:
+    """What the network predicts from its outputs: the rate ``exp(z)`` for Poisson, else ``z``."""
+    return xp.exp(z) if loss.targets == "counts" else z
+
+
+def evaluate_dataset(net: FlatMLP, data: Dataset, loss: Loss, step: int, r2: bool = False) -> Scores:
+    """Mean loss, accuracy and (``r2=True``) R^2 over ``data``, batch by batch, one sync at the end.
+
+    With sample weights all three are weighted over the whole dataset (as scikit-learn's metrics).
+    R^2 is averaged uniformly over outputs (scikit-learn's default).
+    """
     xp = net.xp
-    total = correct = 0.0
-    classify = loss.name in CLASSIFICATION_LOSSES
-    for start in range(0, data.n, step):
-        x, y = data.batch(slice(start, min(start + step, data.n)))
-        z = net._forward(x, net._workspace(int(x.shape[0])))
-        total = total + loss.value(xp, z, y) * x.shape[0]
-        if classify:
-            correct = correct + accuracy_counts(xp, z, y, loss.name)
-    n_pred = data.n * (data.n_outputs if loss.name == "bce" or data.n_outputs == 1 else 1)
-    acc = float(correct) / n_pred if classify else math.nan
-    return float(total) / data.n, acc
-
-
-def r2_score(net: FlatMLP, data: Dataset) -> float:
-    """Coefficient of determination, averaged uniformly over outputs (scikit-learn's default)."""
-    pred = to_numpy(net.predict(data.X)).astype(np.float64)
-    y = np.asarray(to_numpy(data.Y), dtype=np.float64)
-    ss_res = np.sum((y - pred) ** 2, axis=0)
-    ss_tot = np.sum((y - y.mean(axis=0)) ** 2, axis=0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r2 = np.where(ss_tot > 0, 1.0 - ss_res / ss_tot, np.where(ss_res > 0, 0.0, 1.0))
-    return float(np.mean(r2))
+    total = correct = res = 0.0
+    classify = loss.classification
+    with precision(net._be, net.dtype):
+        for start in range(0, data.n, step):
+            stop = min(start + step, data.n)
+            x, y, sw = data.batch(slice(start, stop), normalize="global")
+            z = net._forward(x, net._workspace(stop - start))
+            total = total + loss.value(xp, z, y, sw) * (stop - start)
+            if classify:
+                correct = correct + accuracy_counts(xp, z, y, loss, sw)
+            if r2:
+                diff = xp.astype(_prediction(xp, z, loss) - y, xp.float64)
+                sq = diff * diff if sw is None else diff * diff * xp.astype(sw, xp.float64)
+                res = res + xp.sum(sq, axis=0)
+    per_row = data.n_outputs if loss.targets == "binary" or data.n_outputs == 1 else 1
+    acc = float(correct) / (data.n * per_row) if classify else math.nan
+    value = math.nan
+    if r2:
+        ss_res = np.asarray(to_numpy(res), dtype=np.float64)
+        ss_tot = data.total_sum_of_squares()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            per_output = np.where(ss_tot > 0, 1.0 - ss_res / ss_tot, np.where(ss_res > 0, 0.0, 1.0))
+        value = float(np.mean(per_output))
+    return Scores(float(total) / data.n, acc, value)

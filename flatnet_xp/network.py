@@ -1,41 +1,46 @@
-"""``FlatMLP``: a multilayer perceptron whose parameters live in ONE flat buffer on any Array API backend."""
+"""``FlatMLP``: a multilayer perceptron whose parameters live in ONE flat buffer on any Array API backend.
+
+The class holds state (the buffers, their views, the backend) and delegates: the math is in
+:mod:`flatnet_xp.functional`, training in :mod:`flatnet_xp.training` (and :mod:`flatnet_xp.compiled`
+on JAX), files in :mod:`flatnet_xp.persistence`, PyTorch exchange in :mod:`flatnet_xp.interop`.
+"""
 
 from __future__ import annotations
 
-import math
+import functools
+import numbers
 import os
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import array_api_compat
 import numpy as np
 
-from flatnet_xp._compat import get_backend, to_numpy
+from flatnet_xp import functional as F
+from flatnet_xp._compat import get_backend, precision, to_numpy
 from flatnet_xp._data import Dataset, check_features
 from flatnet_xp._validation import as_data_array, check_dtype, check_int, describe
 from flatnet_xp.activations import ACTIVATIONS, sigmoid
+from flatnet_xp.init import INITS, initialize
 from flatnet_xp.layout import Layout
-from flatnet_xp.losses import CLASSIFICATION_LOSSES, LOSSES, Loss, softmax
-from flatnet_xp.metrics import mean_over_batches, r2_score
+from flatnet_xp.losses import Loss, get_loss, softmax
+from flatnet_xp.metrics import evaluate_dataset
 
 if TYPE_CHECKING:
-    from flatnet_xp.training import History
+    from flatnet_xp.history import Callback, History
+    from flatnet_xp.optim import Optimizer
+    from flatnet_xp.solvers import LBFGS
 
-__all__ = ["FlatMLP", "check_loss"]
+__all__ = ["FlatMLP"]
 
 #: Rows per chunk in ``predict``: bounds the activation buffers whatever the size of ``X``.
 PREDICT_BATCH = 4096
+#: Workspaces (one per batch size) each thread keeps for inference.
 _MAX_WORKSPACES = 4
 #: Slots after the flat gradient reserved for data-parallel control values.
-GRAD_EXTRA_SLOTS = 4
-
-
-def check_loss(loss: Any) -> Loss:
-    """Look up a loss by name, with a clear error for anything else."""
-    if not isinstance(loss, str) or loss not in LOSSES:
-        raise ValueError(f"loss: expected one of {sorted(LOSSES)}, got {loss!r}")
-    return LOSSES[loss]
+GRAD_EXTRA_SLOTS = 5
 
 
 def _check_activations(activations: Any, n_layers: int) -> tuple[str, ...]:
@@ -56,25 +61,48 @@ def _check_activations(activations: Any, n_layers: int) -> tuple[str, ...]:
     return tuple(names)
 
 
-class _Workspace:
-    """Activation and delta buffers for one batch size, allocated once and reused every step."""
+def _check_seed(seed: Any) -> np.random.Generator | np.random.RandomState:
+    if isinstance(seed, np.random.Generator | np.random.RandomState):
+        return seed
+    if seed is not None:
+        check_int("seed", seed, 0)
+    return np.random.default_rng(seed)
 
-    def __init__(self, xp: Any, device: Any, dtype: Any, n: int, sizes: Sequence[int], n_params: int) -> None:
-        self.acts = [xp.empty((n, w), dtype=dtype, device=device) for w in sizes[1:]]
-        self.deltas = [xp.empty((n, w), dtype=dtype, device=device) for w in sizes[1:]]
-        self.deltas_t = [xp.matrix_transpose(d) for d in self.deltas]
-        #: Sum the gradient directly (cheap for small nets) or through the row-sum identity.
-        # (direct: O(params) reads; identity: about 2 * batch * sum(sizes) reads)
-        self.direct_sum = n_params <= max(1 << 16, 2 * n * sum(sizes))
+
+def _available_memory() -> int | None:
+    """Bytes this machine can still give (MemAvailable + SwapFree on Linux), None where unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            info = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in fh if line.split()[1].isdigit()}
+        return info["MemAvailable"] + info.get("SwapFree", 0)
+    except (OSError, KeyError, IndexError, ValueError):
+        return None
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _scoped(method: _F) -> _F:
+    """Run a public method inside the network's precision scope (JAX float64: scoped x64)."""
+
+    @functools.wraps(method)
+    def wrapper(self: FlatMLP, *args: Any, **kwargs: Any) -> Any:
+        if self._be.mutable:
+            return method(self, *args, **kwargs)
+        with precision(self._be, self.dtype):
+            return method(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 class FlatMLP:
     """Multilayer perceptron with all weights in one flat array ``w`` and all biases in ``b``.
 
-    ``w`` and ``b`` are views of ONE parameter buffer; layer ``k``'s matrix ``weight(k)`` (shape
-    ``(L_{k+1}, L_k)``, PyTorch's ``nn.Linear.weight`` layout) and ``bias(k)`` are zero-copy views
-    made once, so an optimizer step is a few whole-buffer operations whatever the depth.
-    Forward, backward and updates are written once against the Array API standard.
+    ``w`` and ``b`` are views of ONE parameter buffer ``params``; layer ``k``'s matrix ``weight(k)``
+    (shape ``(L_{k+1}, L_k)``, PyTorch's ``nn.Linear.weight`` layout) and ``bias(k)`` are zero-copy
+    views made once, so an optimizer step is a few whole-buffer operations whatever the depth.
+    Forward, backward and updates are written once against the Array API standard
+    (:mod:`flatnet_xp.functional`).
 
     Parameters
     ----------
@@ -82,19 +110,33 @@ class FlatMLP:
         Widths, input first: ``[L_1, ..., L_n]``, at least two.
     activations : str or sequence of str, default "sigmoid"
         One of ``sigmoid, tanh, relu, leaky_relu, identity`` for every weight layer, or one name per
-        weight layer. Use ``identity`` on the last layer for logits (cross-entropy, bce).
+        weight layer. Use ``identity`` on the last layer for logits (cross_entropy, bce, poisson).
     backend : str or namespace, default "numpy"
-        ``"numpy"``, ``"cupy"``, ``"torch"`` or ``"array_api_strict"`` (or their namespaces).
-        Mutable libraries only: JAX and Dask are refused, with the reason.
-    dtype : str, default "float32"
-        ``"float32"`` or ``"float64"``.
-    seed : int or None, default None
-        Seed of the host ``numpy.random.Generator`` that draws the initial weights, so one seed gives
-        identical starting weights on every backend. Weights: Glorot/Xavier uniform
-        ``U(-a, a), a = sqrt(6/(fan_in+fan_out))`` for sigmoid, tanh and identity layers; He/Kaiming
-        uniform ``a = sqrt(6/fan_in)`` for relu and leaky_relu layers. Biases: zero.
+        ``"numpy"``, ``"cupy"``, ``"torch"``, ``"array_api_strict"`` or ``"jax"`` (or their namespaces).
+        On JAX, arrays are immutable: ``w``, ``b``, ``weight(k)`` and ``bias(k)`` are read-only
+        slices of the current parameters, and ``fit`` compiles each epoch into one XLA program.
+    dtype : str or dtype, default "float32"
+        ``"float32"`` or ``"float64"``, or a NumPy/PyTorch/JAX float dtype, or ``float`` (float64).
+    seed : int, numpy Generator or RandomState, optional
+        Seed of the host generator that draws the initial weights, so one seed gives identical
+        starting weights on every backend.
     device : optional
-        Backend device (torch: ``"cpu"``, ``"cuda:0"``; cupy: device id). Default: the library's.
+        Backend device (torch: ``"cpu"``, ``"cuda:0"``; cupy: device id; JAX: ``"cpu"``, ``"gpu:0"``
+        or a ``jax.Device``). Default: the library's.
+    init : {"auto", "glorot", "he", "torch", "sklearn"}, default "auto"
+        Initial weights (see :mod:`flatnet_xp.init`): ``auto`` is He uniform for relu/leaky_relu
+        layers and Glorot uniform for the others, with zero biases.
+
+    Raises
+    ------
+    ValueError, TypeError
+        Bad arguments (named), or buffers too large for this machine's memory (``layer_sizes``).
+
+    Notes
+    -----
+    Inference (``predict``, ``forward``, ``predict_proba``, ``predict_class``, ``evaluate``,
+    ``score``, ``loss_and_grad``) is safe from any number of threads: each thread gets its own
+    activation buffers. Two concurrent ``fit`` calls on one network raise ``RuntimeError``.
 
     Examples
     --------
@@ -112,79 +154,109 @@ class FlatMLP:
         activations: str | Sequence[str] = "sigmoid",
         *,
         backend: str | ModuleType = "numpy",
-        dtype: str = "float32",
-        seed: int | None = None,
+        dtype: Any = "float32",
+        seed: int | np.random.Generator | np.random.RandomState | None = None,
         device: Any = None,
+        init: str = "auto",
     ) -> None:
         self.layout = Layout(layer_sizes)
         self.activations = _check_activations(activations, self.layout.n_layers)
         self.dtype_name = check_dtype(dtype)
-        if seed is not None:
-            check_int("seed", seed, 0)
-        self._be = get_backend(backend, device)
+        if init not in INITS:
+            raise ValueError(f"init: expected one of {list(INITS)}, got {init!r}")
+        rng = _check_seed(seed)
+        self._be = be = get_backend(backend, device)
         self._device_arg = device
-        xp = self._be.xp
-        self.dtype = getattr(xp, self.dtype_name)
-        self._allocate()
-        self._check_writeable()
-        self.set_params(*self._initial_params(seed))
-        self.loss_: str | None = None
+        self.dtype = getattr(be.xp, self.dtype_name)
+        self._spec = F.Spec.build(self.layout, self.activations, be.xp, be.ops, self.dtype, be.device)
+        self._check_memory()
+        self._local = threading.local()
+        self._fit_lock = threading.Lock()
+        self._grad_parent: Any = None
+        self._allocate(lambda write_w, write_b: initialize(init, self.layout, self.activations, rng, write_w, write_b))
+        self.loss_: str | Loss | None = None
         self.history_: History | None = None
+        #: Preprocessing stored with the model (set by the command line; saved and loaded with it).
+        self.preprocessing: Any = None
 
     # ----------------------------------------------------------------- buffers and views
-    def _allocate(self) -> None:
-        xp, dev, lay = self._be.xp, self._be.device, self.layout
-        n = lay.n_params
-        self.params = xp.zeros(n, dtype=self.dtype, device=dev)
-        # Spare slots after the gradient: the loss and control flags ride along in the ONE
-        # collective of a data-parallel step (flatnet_xp.distributed).
-        self._grad_parent = xp.zeros(n + GRAD_EXTRA_SLOTS, dtype=self.dtype, device=dev)
-        self.grads = self._grad_parent[:n]
-        self._w, self._b = self.params[: lay.w_len], self.params[lay.w_len :]
-        self._dw, self._db = self.grads[: lay.w_len], self.grads[lay.w_len :]
-        shapes = lay.shapes
-
-        def views(flat_w: Any, flat_b: Any) -> tuple[list[Any], list[Any]]:
-            ws = [xp.reshape(flat_w[lay.w_slice(k)], shapes[k], copy=False) for k in range(lay.n_layers)]
-            bs = [flat_b[lay.b_slice(k)] for k in range(lay.n_layers)]
-            return ws, bs
-
-        self._W, self._B = views(self._w, self._b)
-        self._dW, self._dB = views(self._dw, self._db)
-        self._Wt = [xp.matrix_transpose(W) for W in self._W]
-        self._acts = [ACTIVATIONS[a] for a in self.activations]
-        self._workspaces: dict[int, _Workspace] = {}
-
-    def _check_writeable(self) -> None:
-        if not array_api_compat.is_writeable_array(self.params):
+    def _check_memory(self) -> None:
+        """Refuse, before allocating, parameters and gradients that cannot fit in this machine."""
+        itemsize = np.dtype(self.dtype_name).itemsize
+        need = 2 * (self.layout.n_params + GRAD_EXTRA_SLOTS) * itemsize
+        have = None if self._be.is_gpu else _available_memory()
+        if have is not None and need > have:
             raise ValueError(
-                f"backend: {self._be.name} arrays are not writeable; flatnet_xp updates layer views in place"
+                f"layer_sizes: {list(self.layout.sizes)} needs {self.layout.n_params:,} parameters, "
+                f"{need:,} bytes of {self.dtype_name} parameters and gradients; this machine has "
+                f"{have:,} bytes available"
             )
 
-    def _initial_params(self, seed: int | None) -> tuple[np.ndarray, np.ndarray]:
-        rng = np.random.default_rng(seed)
-        parts = []
-        for (n_out, n_in), act in zip(self.layout.shapes, self.activations, strict=True):
-            fan = n_in if act in ("relu", "leaky_relu") else n_in + n_out
-            bound = math.sqrt(6.0 / fan)
-            parts.append(rng.uniform(-bound, bound, size=n_out * n_in))
-        return np.concatenate(parts), np.zeros(self.layout.b_len)
+    def _allocate(self, fill: Callable[[Callable[..., None], Callable[..., None]], None]) -> None:
+        """Allocate the zeroed parameter buffer and let ``fill`` write the initial values into it."""
+        be, lay = self._be, self.layout
+        xp = be.xp
+        if be.mutable:
+            try:
+                self.params = xp.zeros(lay.n_params, dtype=self.dtype, device=be.device)
+            except MemoryError as exc:  # also cupy's and torch's out-of-memory errors
+                raise ValueError(f"layer_sizes: could not allocate {lay.n_params:,} parameters ({exc})") from None
+            if not array_api_compat.is_writeable_array(self.params):
+                raise ValueError(f"backend: {be.name} arrays are not writeable")
+            views = F.layer_views(self._spec, self.params)
 
-    def _workspace(self, n: int) -> _Workspace:
-        ws = self._workspaces.get(n)
-        if ws is None:
+            def write_w(k: int, rows: slice, cols: slice, values: np.ndarray) -> None:
+                views.W[k][rows, cols] = be.asarray(values, dtype=self.dtype)
+
+            def write_b(k: int, values: np.ndarray) -> None:
+                views.b[k][...] = be.asarray(values, dtype=self.dtype)
+
+            fill(write_w, write_b)
+            self._views = views
+            return
+        host = np.zeros(lay.n_params, dtype=self.dtype_name)  # JAX: fill on the host, place once
+        hw = [host[lay.w_slice(k)].reshape(lay.shapes[k]) for k in range(lay.n_layers)]
+        hb = [host[lay.w_len + lay.b_offsets[k] : lay.w_len + lay.b_offsets[k + 1]] for k in range(lay.n_layers)]
+        fill(lambda k, r, c, v: hw[k].__setitem__((r, c), v), lambda k, v: hb[k].__setitem__(slice(None), v))
+        self.params = be.asarray(host, dtype=self.dtype)
+
+    @property
+    def _views_now(self) -> F.Views:
+        """Layer views of the current parameters (made once on mutable backends)."""
+        if self._be.mutable:
+            return self._views
+        with precision(self._be, self.dtype):
+            return F.layer_views(self._spec, self.params)
+
+    @property
+    def grads(self) -> Any:
+        """The flat gradient buffer ``[dw, db]`` training writes into (allocated on first use)."""
+        if self._grad_parent is None:
             be = self._be
-            ws = _Workspace(be.xp, be.device, self.dtype, n, self.layout.sizes, self.layout.n_params)
+            self._grad_parent = be.xp.zeros(self.layout.n_params + GRAD_EXTRA_SLOTS, dtype=self.dtype, device=be.device)
+            n = self.layout.n_params
+            self._grad_views = F.layer_views(self._spec, self._grad_parent[:n]) if be.mutable else None
+        return self._grad_parent[: self.layout.n_params]
+
+    def _workspace(self, n: int) -> F.Workspace:
+        """This thread's activation buffers for batch size ``n`` (a few sizes are kept per thread)."""
+        try:
+            cache = self._local.workspaces
+        except AttributeError:
+            cache = self._local.workspaces = {}
+        ws = cache.get(n)
+        if ws is None:
+            ws = F.Workspace(self._spec, n)
             if n <= PREDICT_BATCH:  # keep small ones for reuse; a one-off huge forward is not kept
-                if len(self._workspaces) >= _MAX_WORKSPACES:
-                    self._workspaces.pop(next(iter(self._workspaces)))
-                self._workspaces[n] = ws
+                if len(cache) >= _MAX_WORKSPACES:
+                    cache.pop(next(iter(cache)))
+                cache[n] = ws
         return ws
 
     # ----------------------------------------------------------------- public parameter access
     @property
     def backend(self) -> str:
-        """Name of the backend (``"numpy"``, ``"cupy"``, ``"torch"``, ``"array_api_strict"``)."""
+        """Name of the backend (``"numpy"``, ``"cupy"``, ``"torch"``, ``"array_api_strict"``, ``"jax"``)."""
         return self._be.name
 
     @property
@@ -198,38 +270,41 @@ class FlatMLP:
 
     @property
     def w(self) -> Any:
-        """All weights, shape ``(w_len,)``: a view of the parameter buffer."""
-        return self._w
+        """All weights, shape ``(w_len,)``: a view of the parameter buffer (read-only copy on JAX)."""
+        return self.params[: self.layout.w_len]
 
     @property
     def b(self) -> Any:
-        """All biases, shape ``(b_len,)``: a view of the parameter buffer."""
-        return self._b
+        """All biases, shape ``(b_len,)``: a view of the parameter buffer (read-only copy on JAX)."""
+        return self.params[self.layout.w_len :]
 
     def _check_layer(self, k: Any) -> int:
         n = self.layout.n_layers
-        if isinstance(k, bool) or not isinstance(k, int) or not -n <= k < n:
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not -n <= int(k) < n:
             raise IndexError(f"k: expected a weight-layer index in [0, {n - 1}], got {k!r}")
-        return k % n
+        return int(k) % n
 
     def weight(self, k: int) -> Any:
         """Layer ``k``'s weights, shape ``(L_{k+1}, L_k)``: a zero-copy view of ``w``.
 
-        ``weight(k)[j, i]`` is ``w[off_k + i + L_k * j]``; writing to it changes ``w``.
+        ``weight(k)[j, i]`` is ``w[off_k + i + L_k * j]``; writing to it changes ``w`` (not on JAX,
+        whose arrays are immutable: use :meth:`set_params`).
         """
-        return self._W[self._check_layer(k)]
+        return self._views_now.W[self._check_layer(k)]
 
     def bias(self, k: int) -> Any:
         """Layer ``k``'s biases, shape ``(L_{k+1},)``: a zero-copy view of ``b``."""
-        return self._B[self._check_layer(k)]
+        return self._views_now.b[self._check_layer(k)]
 
+    @_scoped
     def set_params(self, w: Any, b: Any) -> None:
         """Copy new values into ``w`` and ``b`` (NumPy or backend arrays; the inputs are not kept).
 
         Raises
         ------
         ValueError
-            Wrong length, wrong dimensionality or non-finite values.
+            Wrong length, wrong dimensionality or non-finite values (also values that overflow the
+            network's dtype).
         TypeError
             Non-numeric input.
         """
@@ -239,71 +314,44 @@ class FlatMLP:
             arr = as_data_array(name, value, ndims=(1,), numeric="fiu")
             if arr.shape[0] != length:
                 raise ValueError(f"{name}: expected a 1-D array of length {length}, got {describe(arr)}")
-            host = np.asarray(to_numpy(arr), dtype=np.float64)
-            if not np.all(np.isfinite(host)):
-                raise ValueError(f"{name}: expected finite values, found NaN or inf")
-            new.append(be.asarray(arr, dtype=self.dtype))
-        be.ops.copy(new[0], out=self._w)
-        be.ops.copy(new[1], out=self._b)
+            host = np.asarray(to_numpy(arr))
+            with np.errstate(over="ignore"):
+                cast = host.astype(self.dtype_name)
+            if not np.all(np.isfinite(cast)):
+                raise ValueError(f"{name}: expected finite values within {self.dtype_name}'s range, found NaN or inf")
+            new.append(cast)
+        if be.mutable:
+            be.ops.copy(be.asarray(new[0], dtype=self.dtype), self.w)
+            be.ops.copy(be.asarray(new[1], dtype=self.dtype), self.b)
+        else:
+            self.params = be.asarray(np.concatenate(new), dtype=self.dtype)
 
     def get_params(self) -> tuple[np.ndarray, np.ndarray]:
         """Copies of ``(w, b)`` as NumPy arrays."""
-        return np.array(to_numpy(self._w)), np.array(to_numpy(self._b))
+        p = np.array(to_numpy(self.params))
+        return p[: self.layout.w_len].copy(), p[self.layout.w_len :].copy()
 
-    # ----------------------------------------------------------------- the math (hot path)
-    def _forward(self, x: Any, ws: _Workspace) -> Any:
-        """Forward pass of a backend batch ``x`` ``(n, L_1)`` into ``ws``; returns the output buffer."""
-        xp, ops = self._be.xp, self._be.ops
-        a = x
-        for Wt, b, act, z in zip(self._Wt, self._B, self._acts, ws.acts, strict=True):
-            ops.matmul(a, Wt, out=z)
-            z += b
-            a = act.forward(xp, ops, z)
-        return a
+    # ----------------------------------------------------------------- the eager math (mutable backends)
+    def _forward(self, x: Any, ws: F.Workspace) -> Any:
+        """Forward pass of a backend batch ``x`` ``(n, L_1)`` into ``ws``; returns the output."""
+        if not self._be.mutable:
+            from flatnet_xp.compiled import forward as compiled_forward
 
-    def _backward(self, x: Any, ws: _Workspace) -> Any:
-        """Backpropagate ``ws.deltas[-1] = dL/dz_out`` into the gradient buffer; returns ``grads``."""
-        xp, ops = self._be.xp, self._be.ops
-        acts, deltas, deltas_t = ws.acts, ws.deltas, ws.deltas_t
-        for k in range(self.layout.n_layers - 1, -1, -1):
-            d = self._acts[k].backward(xp, ops, deltas[k], acts[k])
-            ops.matmul(deltas_t[k], x if k == 0 else acts[k - 1], out=self._dW[k])
-            ops.sum0(d, out=self._dB[k])
-            if k:
-                ops.matmul(d, self._W[k], out=deltas[k - 1])
-        return self.grads
+            return compiled_forward(self, x)
+        return F.forward(self._spec, self._views, x, ws)
 
-    def _loss_and_grad(self, x: Any, y: Any, loss: Loss) -> Any:
-        """Fill the gradient buffer for backend batch ``(x, y)``; returns the loss as a 0-d array."""
+    def _loss_and_grad(self, x: Any, y: Any, loss: Loss, sw: Any = None) -> Any:
+        """Fill :attr:`grads` for backend batch ``(x, y)``; returns the loss (0-d). Not thread-safe:
+        the training loop's step (and a test hook); :meth:`loss_and_grad` is the public, safe one."""
+        if not self._be.mutable:
+            from flatnet_xp.compiled import loss_and_grad as compiled_loss_and_grad
+
+            value, self._grad_parent = compiled_loss_and_grad(self, x, y, sw, loss)
+            return value
+        self.grads  # noqa: B018 - allocates the buffer (and its views) on first use
         ws = self._workspace(int(x.shape[0]))
-        z = self._forward(x, ws)
-        value = loss.value_and_grad(self._be.xp, self._be.ops, z, y, ws.deltas[-1])
-        self._backward(x, ws)
+        value, _ = F.loss_and_grad(self._spec, self._views, x, y, sw, loss, ws, self._grad_views)
         return value
-
-    def _loss_and_grad_probe(self, x: Any, y: Any, loss: Loss) -> tuple[Any, Any]:
-        """Like :meth:`_loss_and_grad`, plus ``probe = loss + 0 * sum(gradient)``: a 0-d array equal
-        to the loss when loss and gradient are finite, and NaN/inf as soon as either is not."""
-        value = self._loss_and_grad(x, y, loss)
-        return value, value + 0.0 * self._gradient_sum(x, self._workspace(int(x.shape[0])))
-
-    def _gradient_sum(self, x: Any, ws: _Workspace) -> Any:
-        """Sum of every entry of the gradient just computed (0-d), in the cheaper of two ways.
-
-        Directly for small nets; for large ones through ``sum(dW_k) = sum_n rowsum(delta_k)[n] *
-        rowsum(a_{k-1})[n]`` and ``sum(db_k) = sum(delta_k)``: O(batch x width) instead of
-        O(weights), with NaN/inf propagating the same way (0 * inf = NaN). Row sums in float64 so
-        that large finite values do not overflow.
-        """
-        xp = self._be.xp
-        if ws.direct_sum:
-            return self._be.ops.total(self.grads)
-        total = 0.0
-        for k in range(self.layout.n_layers):
-            rs_d = xp.astype(xp.sum(ws.deltas[k], axis=1), xp.float64)
-            rs_a = xp.astype(xp.sum(x if k == 0 else ws.acts[k - 1], axis=1), xp.float64)
-            total = total + xp.vecdot(rs_d, rs_a) + xp.sum(rs_d)
-        return total
 
     # ----------------------------------------------------------------- public math
     def forward(self, X: Any) -> Any:
@@ -312,7 +360,7 @@ class FlatMLP:
         Parameters
         ----------
         X : array, shape (n, L_1)
-            NumPy, or an array of the network's backend.
+            NumPy, an array of the network's backend, or a scipy.sparse matrix.
 
         Returns
         -------
@@ -320,6 +368,7 @@ class FlatMLP:
         """
         return self.predict(X, batch_size=None)
 
+    @_scoped
     def predict(self, X: Any, batch_size: int | None = PREDICT_BATCH) -> Any:
         """Same values as :meth:`forward`, computed ``batch_size`` rows at a time (bounded memory).
 
@@ -330,22 +379,32 @@ class FlatMLP:
         X = check_features(X, self.layout.sizes[0])
         n = int(X.shape[0])
         step = n if batch_size is None else check_int("batch_size", batch_size, 1)
-        be = self._be
-        if step >= n:
-            return be.xp.asarray(self._forward(be.asarray(X, dtype=self.dtype), self._workspace(n)), copy=True)
-        out = be.xp.empty((n, self.layout.sizes[-1]), dtype=self.dtype, device=be.device)
-        for start in range(0, n, step):
-            stop = min(start + step, n)  # in-bounds slices only (the Array API leaves others unspecified)
-            xb = be.asarray(X[start:stop, ...], dtype=self.dtype)
-            out[start:stop, ...] = self._forward(xb, self._workspace(stop - start))
-        return out
+        data = Dataset.features_only(self._be, self.dtype, X)
+        be, xp = self._be, self._be.xp
+        with precision(be, self.dtype):
+            if step >= n:
+                z = self._forward(data.batch_x(slice(None)), self._workspace(n))
+                return xp.asarray(z, copy=True) if be.mutable else z
+            out = xp.empty((n, self.layout.sizes[-1]), dtype=self.dtype, device=be.device) if be.mutable else None
+            parts = []
+            for start in range(0, n, step):
+                stop = min(start + step, n)  # in-bounds slices only (the Array API leaves others unspecified)
+                z = self._forward(data.batch_x(slice(start, stop)), self._workspace(stop - start))
+                if out is None:
+                    parts.append(z)
+                else:
+                    out[start:stop, ...] = z
+            return out if out is not None else xp.concat(parts, axis=0)
 
+    @_scoped
     def predict_proba(self, X: Any) -> Any:
         """Softmax of the outputs (sigmoid when there is a single output); shape (n, L_n)."""
         z = self.predict(X)
         xp = self._be.xp
-        return sigmoid(xp, z) if z.shape[1] == 1 else softmax(xp, z)
+        with precision(self._be, self.dtype):
+            return sigmoid(xp, z) if z.shape[1] == 1 else softmax(xp, z)
 
+    @_scoped
     def predict_class(self, X: Any) -> Any:
         """Predicted class index: argmax of the outputs, or ``logit > 0`` for one output; shape (n,)."""
         z = self.predict(X)
@@ -354,14 +413,21 @@ class FlatMLP:
             return xp.astype(z[:, 0] > 0, xp.int64)
         return xp.argmax(z, axis=1)
 
-    def loss_and_grad(self, X: Any, Y: Any, loss: str = "mse") -> tuple[float, Any, Any]:
+    @_scoped
+    def loss_and_grad(
+        self, X: Any, Y: Any, loss: str | Loss = "mse", sample_weight: Any = None
+    ) -> tuple[float, Any, Any]:
         """Loss over the whole of ``(X, Y)`` and its gradient w.r.t. ``w`` and ``b``.
+
+        Thread-safe: computed into new arrays, never into the buffers ``fit`` uses.
 
         Parameters
         ----------
         X : array, shape (n, L_1)
         Y : array, shape (n, L_n); or (n,) for one output or integer labels with cross_entropy
-        loss : {"mse", "cross_entropy", "bce"}
+        loss : {"mse", "cross_entropy", "bce", "poisson"} or Loss
+        sample_weight : array, shape (n,), optional
+            Non-negative weights: the loss is their weighted average of the per-sample losses.
 
         Returns
         -------
@@ -369,14 +435,30 @@ class FlatMLP:
         dw : array of the backend, shape (w_len,), laid out like ``w`` (a new array)
         db : array of the backend, shape (b_len,), laid out like ``b`` (a new array)
         """
-        loss_fn = check_loss(loss)
-        data = self._dataset(X, Y, loss, check_values=False)
-        x, y = data.batch(slice(None))
-        value = self._loss_and_grad(x, y, loss_fn)
-        xp = self._be.xp
-        return float(value), xp.asarray(self._dw, copy=True), xp.asarray(self._db, copy=True)
+        loss_fn = get_loss(loss)
+        data = self._dataset(X, Y, loss_fn, sample_weight=sample_weight, check_values=False)
+        x, y, sw = data.batch(slice(None), normalize="global")
+        be, w_len = self._be, self.layout.w_len
+        if not be.mutable:
+            from flatnet_xp.compiled import loss_and_grad as compiled_loss_and_grad
 
-    def _dataset(self, X: Any, Y: Any, loss: str, *, check_values: bool = True, suffix: str = "") -> Dataset:
+            value, flat = compiled_loss_and_grad(self, x, y, sw, loss_fn)
+        else:
+            flat = be.xp.zeros(self.layout.n_params, dtype=self.dtype, device=be.device)
+            ws = F.Workspace(self._spec, int(x.shape[0]))
+            value, _ = F.loss_and_grad(self._spec, self._views, x, y, sw, loss_fn, ws, F.layer_views(self._spec, flat))
+        return float(value), flat[:w_len], flat[w_len:]
+
+    def _dataset(
+        self,
+        X: Any,
+        Y: Any,
+        loss: str | Loss,
+        *,
+        sample_weight: Any = None,
+        check_values: bool = True,
+        suffix: str = "",
+    ) -> Dataset:
         sizes = self.layout.sizes
         return Dataset(
             self._be,
@@ -385,30 +467,76 @@ class FlatMLP:
             Y,
             sizes[0],
             sizes[-1],
-            loss,
+            get_loss(loss),
+            sample_weight=sample_weight,
             check_values=check_values,
-            name_x="X" + suffix,
-            name_y="Y" + suffix,
+            names=("X" + suffix, "Y" + suffix, "sample_weight" + suffix),
         )
 
-    def evaluate(self, X: Any, Y: Any, loss: str | None = None, batch_size: int = PREDICT_BATCH) -> float:
-        """Mean loss over ``(X, Y)`` (default: the loss the network was last trained with, else mse)."""
-        loss = loss or self.loss_ or "mse"
-        loss_fn = check_loss(loss)
-        data = self._dataset(X, Y, loss, check_values=False)
-        return mean_over_batches(self, data, loss_fn, check_int("batch_size", batch_size, 1))[0]
+    @_scoped
+    def evaluate(
+        self, X: Any, Y: Any, loss: str | Loss | None = None, batch_size: int = PREDICT_BATCH, sample_weight: Any = None
+    ) -> float:
+        """Mean loss over ``(X, Y)`` (weighted mean with ``sample_weight``).
 
-    def score(self, X: Any, y: Any, loss: str | None = None) -> float:
-        """Accuracy for classification losses (cross_entropy, bce), R^2 for regression (mse).
-
-        ``loss`` defaults to the loss the network was last trained with, else mse.
+        ``loss`` defaults to the loss the network was last trained with (also after :meth:`load`),
+        else mse.
         """
-        loss = loss or self.loss_ or "mse"
-        check_loss(loss)
-        data = self._dataset(X, y, loss, check_values=False)
-        if loss in CLASSIFICATION_LOSSES:
-            return mean_over_batches(self, data, LOSSES[loss], PREDICT_BATCH)[1]
-        return r2_score(self, data)
+        loss_fn = get_loss(loss or self.loss_ or "mse")
+        data = self._dataset(X, Y, loss_fn, sample_weight=sample_weight, check_values=False)
+        return evaluate_dataset(self, data, loss_fn, check_int("batch_size", batch_size, 1)).loss
+
+    @_scoped
+    def score(self, X: Any, y: Any, loss: str | Loss | None = None, sample_weight: Any = None) -> float:
+        """Accuracy for classification losses (cross_entropy, bce), R^2 of the predictions for the others
+        (the outputs for mse, their exponential, the predicted rate, for poisson).
+
+        ``loss`` defaults to the loss the network was last trained with (also after :meth:`load`),
+        else mse.
+        """
+        loss_fn = get_loss(loss or self.loss_ or "mse")
+        data = self._dataset(X, y, loss_fn, sample_weight=sample_weight, check_values=False)
+        scores = evaluate_dataset(self, data, loss_fn, PREDICT_BATCH, r2=not loss_fn.classification)
+        return scores.score(loss_fn)
+
+    # ----------------------------------------------------------------- description
+    def summary(self) -> str:
+        """A table of the layers: shape, activation, parameter count and offsets into ``w`` and ``b``.
+
+        Returns
+        -------
+        str
+            Printable text (the flat layout made visible).
+        """
+        lay = self.layout
+        rows = [("layer", "shape (out, in)", "activation", "params", "w[start:stop]", "b[start:stop]")]
+        for k, ((n_out, n_in), act) in enumerate(zip(lay.shapes, self.activations, strict=True)):
+            rows.append(
+                (
+                    str(k),
+                    f"({n_out}, {n_in})",
+                    act,
+                    f"{n_out * n_in + n_out:,}",
+                    f"w[{lay.w_offsets[k]:,}:{lay.w_offsets[k + 1]:,}]",
+                    f"b[{lay.b_offsets[k]:,}:{lay.b_offsets[k + 1]:,}]",
+                )
+            )
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(r)).rstrip() for r in rows]
+        nbytes = lay.n_params * np.dtype(self.dtype_name).itemsize
+        lines.insert(1, "-" * len(lines[0]))
+        lines += [
+            "-" * len(lines[0]),
+            f"total: {lay.n_params:,} parameters (w_len {lay.w_len:,} + b_len {lay.b_len:,}), "
+            f"{nbytes:,} bytes of {self.dtype_name}; backend {self.backend}, device {self.device}",
+        ]
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return (
+            f"FlatMLP({list(self.layout.sizes)}, activations={list(self.activations)}, "
+            f"backend={self.backend!r}, dtype={self.dtype_name!r}, n_params={self.layout.n_params})"
+        )
 
     # ----------------------------------------------------------------- persistence and transfer
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -422,7 +550,7 @@ class FlatMLP:
         cls,
         path: str | os.PathLike[str],
         backend: str | ModuleType | None = None,
-        dtype: str | None = None,
+        dtype: Any = None,
         device: Any = None,
     ) -> FlatMLP:
         """Read a model file (or a checkpoint's model) onto ``backend`` (default numpy) and ``dtype``
@@ -431,13 +559,13 @@ class FlatMLP:
 
         return load_model(path, backend, dtype, device)
 
-    def to(self, backend: str | ModuleType, dtype: str | None = None, device: Any = None) -> FlatMLP:
+    def to(self, backend: str | ModuleType, dtype: Any = None, device: Any = None) -> FlatMLP:
         """A copy of this network on another backend/device (and optionally dtype)."""
         new = FlatMLP(
             self.layout.sizes, self.activations, backend=backend, dtype=dtype or self.dtype_name, device=device
         )
         new.set_params(*self.get_params())
-        new.loss_ = self.loss_
+        new.loss_, new.preprocessing = self.loss_, self.preprocessing
         return new
 
     def copy(self) -> FlatMLP:
@@ -463,7 +591,7 @@ class FlatMLP:
         activations: str | Sequence[str] | None = None,
         *,
         backend: str | ModuleType = "numpy",
-        dtype: str | None = None,
+        dtype: Any = None,
         device: Any = None,
     ) -> FlatMLP:
         """Build from an ``nn.Sequential`` of Linear and activation modules, or from a ``state_dict``
@@ -473,11 +601,58 @@ class FlatMLP:
         return from_torch(module, activations, backend=backend, dtype=dtype, device=device)
 
     # ----------------------------------------------------------------- training
-    def fit(self, X: Any, Y: Any, **kwargs: Any) -> History:
-        """Train on ``(X, Y)``; see :func:`flatnet_xp.training.fit` for every argument."""
+    def fit(
+        self,
+        X: Any,
+        Y: Any,
+        *,
+        epochs: int = 10,
+        batch_size: int = 32,
+        optimizer: Optimizer | LBFGS | None = None,
+        loss: str | Loss = "mse",
+        sample_weight: Any = None,
+        shuffle: bool = True,
+        seed: int | None = None,
+        validation_data: tuple[Any, ...] | None = None,
+        patience: int | None = None,
+        min_delta: float = 0.0,
+        callbacks: Sequence[Callback] | Callback | None = None,
+        progress: bool | None = None,
+        checkpoint: str | os.PathLike[str] | None = None,
+        checkpoint_every: int = 1,
+        resume: str | os.PathLike[str] | None = None,
+        comm: Any = None,
+    ) -> History:
+        """Train on ``(X, Y)``; every argument is documented in :func:`flatnet_xp.training.fit`.
+
+        Returns
+        -------
+        History
+            Also stored as ``history_``.
+        """
         from flatnet_xp.training import fit
 
-        return fit(self, X, Y, **kwargs)
+        return fit(
+            self,
+            X,
+            Y,
+            epochs=epochs,
+            batch_size=batch_size,
+            optimizer=optimizer,
+            loss=loss,
+            sample_weight=sample_weight,
+            shuffle=shuffle,
+            seed=seed,
+            validation_data=validation_data,
+            patience=patience,
+            min_delta=min_delta,
+            callbacks=callbacks,
+            progress=progress,
+            checkpoint=checkpoint,
+            checkpoint_every=checkpoint_every,
+            resume=resume,
+            comm=comm,
+        )
 
     # ----------------------------------------------------------------- pickling (scikit-learn's convention)
     def __getstate__(self) -> dict[str, Any]:
@@ -487,12 +662,13 @@ class FlatMLP:
             "layer_sizes": list(self.layout.sizes),
             "activations": list(self.activations),
             "backend": self.backend,
-            "device": self._device_arg,
+            "device": self._device_arg if isinstance(self._device_arg, str | int | type(None)) else None,
             "dtype": self.dtype_name,
             "w": w,
             "b": b,
             "loss_": self.loss_,
             "history_": self.history_,
+            "preprocessing": self.preprocessing,
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -506,9 +682,4 @@ class FlatMLP:
         )
         self.set_params(state["w"], state["b"])
         self.loss_, self.history_ = state["loss_"], state["history_"]
-
-    def __repr__(self) -> str:
-        return (
-            f"FlatMLP({list(self.layout.sizes)}, activations={list(self.activations)}, "
-            f"backend={self.backend!r}, dtype={self.dtype_name!r})"
-        )
+        self.preprocessing = state.get("preprocessing")

@@ -1,21 +1,29 @@
 """Optimizers on the flat parameter buffer: each update is a handful of whole-buffer operations.
 
-All state is flat arrays the length of the parameters, whatever the depth of the network. Every
-update runs in place through the ``out=`` shim with ONE preallocated scratch buffer, so a step
-allocates nothing parameter-sized. Weight decay (L2 or decoupled) applies to the weights ``w``
-only; biases are exempt (the ``w`` view is the first ``w_len`` entries of the buffer).
+All state is flat arrays the length of the parameters, whatever the depth of the network. The
+update of each optimizer is ONE function of flat arrays, :meth:`Optimizer.update`, that returns the
+new parameters (and stores new state arrays): on NumPy, CuPy and PyTorch it runs in place through the
+``out=`` shim with ONE preallocated scratch buffer, so a step allocates nothing parameter-sized; on
+JAX the same function is traced into the compiled epoch (:mod:`flatnet_xp.compiled`). Weight decay
+(L2 or decoupled) applies to the weights ``w`` only; biases are exempt (``w`` is the first ``w_len``
+entries of the buffer).
 
 The formulas follow ``torch.optim`` exactly (the tests compare against it step by step).
+
+Every eager step also returns a finiteness check of what it wrote: the sum of the new parameters
+(and of the state that can overflow on its own, such as Adam's second moment), computed on NumPy
+block by block while each block is still in cache. ``fit`` raises :class:`~flatnet_xp.DivergenceError`
+when it is not finite, so no update can leave non-finite parameters behind.
 """
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from flatnet_xp._shim import Blocks
+from flatnet_xp._compat import precision
+from flatnet_xp._shim import NO_OUT, Blocks
 from flatnet_xp._validation import check_real, describe
-from flatnet_xp.schedules import Schedule, as_schedule
+from flatnet_xp.schedules import Schedule, as_schedule, checked_lr
 
 if TYPE_CHECKING:
     from flatnet_xp.network import FlatMLP
@@ -43,6 +51,8 @@ class Optimizer:
     name: ClassVar[str] = "optimizer"
     #: Names of the persistent flat state buffers (saved in checkpoints).
     buffer_names: tuple[str, ...] = ()
+    #: State buffers that can overflow without the parameters doing so (included in the check).
+    checked_buffers: tuple[str, ...] = ()
 
     def __init__(self, lr: Schedule | float, clip_norm: float | None = None) -> None:
         self.lr = as_schedule(lr)
@@ -57,8 +67,12 @@ class Optimizer:
     # ------------------------------------------------------------------ state
     def hyperparameters(self) -> dict[str, Any]:
         """JSON-serialisable hyperparameters (saved in checkpoints, compared on resume)."""
-        lr = self.lr
-        return {"lr": repr(lr), "clip_norm": self.clip_norm}
+        return {"lr": repr(self.lr), "clip_norm": self.clip_norm}
+
+    @property
+    def learning_rate(self) -> float:
+        """The learning rate the next update will use."""
+        return checked_lr(self.lr, self.t)
 
     def bind(self, net: FlatMLP) -> None:
         """Attach to ``net``: allocate zeroed state buffers unless already bound to it.
@@ -67,18 +81,25 @@ class Optimizer:
         """
         if self._net_id == id(net) and self._scratch:
             return
+        with precision(net._be, net.dtype):
+            self._bind(net)
+
+    def _bind(self, net: FlatMLP) -> None:
         xp, n = net.xp, net.layout.n_params
-        keep = self._net_id is None and self.state and all(v.shape == (n,) for v in self.state.values())
+        keep = self._net_id is None and self.state and all(tuple(v.shape) == (n,) for v in self.state.values())
         if keep:
             self.state = {name: net._be.asarray(v, dtype=net.dtype) for name, v in self.state.items()}
         else:
             self.state = {name: xp.zeros_like(net.params) for name in self.buffer_names}
             self.t = 0
         self._blocks = Blocks(n, enabled=net.backend == "numpy")
-        self._scratch = [
-            xp.empty(self._blocks.scratch_size(), dtype=net.dtype, device=net.device)
-            for _ in range(self._blocks.threads)
-        ]
+        if net._be.mutable:
+            self._scratch = [
+                xp.empty(self._blocks.scratch_size(), dtype=net.dtype, device=net.device)
+                for _ in range(self._blocks.threads)
+            ]
+        else:
+            self._scratch = [NO_OUT]
         self._net_id = id(net)
         self._w_len = net.layout.w_len
 
@@ -96,32 +117,68 @@ class Optimizer:
         return dict(self.state)
 
     # ------------------------------------------------------------------ update
+    def clip(self, xp: Any, ops: Any, g: Any) -> Any:
+        """``g`` rescaled to norm at most ``clip_norm`` (unchanged without clipping)."""
+        if self.clip_norm is None:
+            return g
+        norm = xp.sqrt(xp.vecdot(g, g))
+        return ops.imul(g, xp.clip(self.clip_norm / (norm + 1e-6), max=1.0))
+
     def step(self, net: FlatMLP) -> Any:
-        """Apply one update to ``net.params`` from ``net.grads`` (both flat); returns ``net.params``."""
+        """Apply one update to ``net.params`` from ``net.grads`` (both flat), in place.
+
+        Returns
+        -------
+        check : float or 0-d array
+            Sum of the new parameters (and overflow-prone state): finite exactly when everything
+            the update wrote is finite (or, rarely, when large finite values overflow the sum;
+            callers confirm a non-finite check element-wise). A 0-d device array on GPUs (no sync).
+
+        Raises
+        ------
+        ValueError
+            The learning-rate schedule returned a non-finite or negative value (before any change).
+        """
+        be = net._be
+        if not be.mutable:
+            with precision(be, net.dtype):
+                return self._step(net)
+        return self._step(net)
+
+    def _step(self, net: FlatMLP) -> Any:
         self.bind(net)
         be = net._be
-        g = net.grads
-        if self.clip_norm is not None:
-            norm = be.xp.sqrt(be.xp.vecdot(g, g))
-            g *= be.xp.clip(self.clip_norm / (norm + 1e-6), max=1.0)
-        lr = self.lr(self.t)
+        ops, xp = be.ops, be.xp
+        lr = checked_lr(self.lr, self.t)
+        g = self.clip(xp, ops, net.grads)
         self.t += 1
-        p, ops, state, scratch = net.params, be.ops, self.state, self._scratch
+        p, state, scratch, t = net.params, self.state, self._scratch, self.t
         if not self._blocks.blocked:
-            self._update(ops, 0, p, g, state, scratch[0], lr)
-            return p
+            p = self.update(ops, 0, p, g, state, scratch[0], lr, t)
+            if not be.mutable:
+                net.params = p
+            return self.check(ops, p, state)
 
-        def block(lo: int, hi: int, worker: int) -> None:
+        def block(lo: int, hi: int, worker: int) -> float:
             views = {name: buf[lo:hi] for name, buf in state.items()}
-            self._update(ops, lo, p[lo:hi], g[lo:hi], views, scratch[worker][: hi - lo], lr)
+            pb = self.update(ops, lo, p[lo:hi], g[lo:hi], views, scratch[worker][: hi - lo], lr, t)
+            return float(self.check(ops, pb, views))
 
-        self._blocks.run(block)
-        return p
+        return self._blocks.run(block)
 
-    def _update(self, ops: Any, lo: int, p: Any, g: Any, s: dict[str, Any], tmp: Any, lr: float) -> Any:
-        """Update the slice ``[lo, lo + len(p))`` of the flat buffers in place and return ``p``.
+    def check(self, ops: Any, p: Any, state: dict[str, Any]) -> Any:
+        """Sum of ``p`` and of the overflow-prone state buffers (0-d array)."""
+        total = ops.total(p)
+        for name in self.checked_buffers:
+            total = total + ops.total(state[name])
+        return total
 
-        ``g``, ``s`` (state buffers by name) are the same slice; ``tmp`` is scratch of that length.
+    def update(self, ops: Any, lo: int, p: Any, g: Any, s: dict[str, Any], tmp: Any, lr: Any, t: Any) -> Any:
+        """The update of the slice ``[lo, lo + len(p))`` of the flat buffers; returns the new ``p``.
+
+        ``g`` and ``s`` (state buffers by name; new arrays are stored back into ``s``) are the same
+        slice, ``tmp`` scratch of that length (:data:`~flatnet_xp._shim.NO_OUT` on JAX), ``lr`` the
+        learning rate and ``t`` the 1-based update count (Python numbers, or traced scalars on JAX).
         """
         raise NotImplementedError
 
@@ -133,7 +190,7 @@ class Optimizer:
         """``g_w += weight_decay * w`` on the weights only (coupled L2, as torch's weight_decay)."""
         n = self._weights(lo, p.shape[0]) if weight_decay else 0
         if n:
-            g[:n] += ops.multiply(p[:n], weight_decay, out=tmp[:n])
+            g = ops.slice_add(g, 0, n, ops.multiply(p[:n], weight_decay, tmp[:n]))
         return g
 
     def __repr__(self) -> str:
@@ -144,9 +201,10 @@ class Optimizer:
 class SGD(Optimizer):
     """Stochastic gradient descent with optional (Nesterov) momentum.
 
-    ``b <- mu b + g`` (``b = g`` at the first step), then ``p <- p - lr (g + mu b)`` with Nesterov
-    or ``p <- p - lr b`` without; Sutskever et al., 2013, "On the importance of initialization and
-    momentum in deep learning". ``weight_decay`` adds ``wd * w`` to the weights' gradient.
+    ``b <- mu b + g`` (``b`` starts at 0, so ``b = g`` at the first step), then
+    ``p <- p - lr (g + mu b)`` with Nesterov or ``p <- p - lr b`` without; Sutskever et al., 2013,
+    "On the importance of initialization and momentum in deep learning". ``weight_decay`` adds
+    ``wd * w`` to the weights' gradient.
     """
 
     name = "sgd"
@@ -177,23 +235,13 @@ class SGD(Optimizer):
             "weight_decay": self.weight_decay,
         }
 
-    def _update(self, ops: Any, lo: int, p: Any, g: Any, s: dict[str, Any], tmp: Any, lr: float) -> Any:
+    def update(self, ops: Any, lo: int, p: Any, g: Any, s: dict[str, Any], tmp: Any, lr: Any, t: Any) -> Any:
         g = self._add_l2(ops, lo, p, g, tmp, self.weight_decay)
         if self.momentum:
-            buf, mu = s["momentum_buffer"], self.momentum
-            if self.t == 1:
-                ops.copy(g, out=buf)
-            else:
-                buf *= mu
-                buf += g
-            if self.nesterov:
-                upd = ops.multiply(buf, mu, out=tmp)
-                upd += g
-                g = upd
-            else:
-                g = buf
-        p -= ops.multiply(g, lr, out=tmp)
-        return p
+            mu = self.momentum
+            buf = s["momentum_buffer"] = ops.iadd(ops.imul(s["momentum_buffer"], mu), g)
+            g = ops.iadd(ops.multiply(buf, mu, tmp), g) if self.nesterov else buf
+        return ops.isub(p, ops.multiply(g, lr, tmp))
 
 
 class Adam(Optimizer):
@@ -206,6 +254,7 @@ class Adam(Optimizer):
 
     name = "adam"
     buffer_names = ("exp_avg", "exp_avg_sq")
+    checked_buffers = ("exp_avg_sq",)
 
     def __init__(
         self,
@@ -233,27 +282,18 @@ class Adam(Optimizer):
             "weight_decay": self.weight_decay,
         }
 
-    def _update(self, ops: Any, lo: int, p: Any, g: Any, s: dict[str, Any], tmp: Any, lr: float) -> Any:
+    def update(self, ops: Any, lo: int, p: Any, g: Any, s: dict[str, Any], tmp: Any, lr: Any, t: Any) -> Any:
         g = self._add_l2(ops, lo, p, g, tmp, self.weight_decay)
-        return self._adam(ops, p, g, s, tmp, lr)
+        return self._adam(ops, p, g, s, tmp, lr, t)
 
-    def _adam(self, ops: Any, p: Any, g: Any, s: dict[str, Any], tmp: Any, lr: float) -> Any:
+    def _adam(self, ops: Any, p: Any, g: Any, s: dict[str, Any], tmp: Any, lr: Any, t: Any) -> Any:
         b1, b2 = self.betas
-        m, v = s["exp_avg"], s["exp_avg_sq"]
-        t = self.t
-        m *= b1
-        m += ops.multiply(g, 1.0 - b1, out=tmp)
-        v *= b2
-        ops.multiply(g, g, out=tmp)
-        tmp *= 1.0 - b2
-        v += tmp
-        denom = ops.sqrt(v, out=tmp)
-        denom *= 1.0 / math.sqrt(1.0 - b2**t)
-        denom += self.eps
-        upd = ops.divide(m, denom, out=tmp)
-        upd *= lr / (1.0 - b1**t)
-        p -= upd
-        return p
+        m = s["exp_avg"] = ops.iadd(ops.imul(s["exp_avg"], b1), ops.multiply(g, 1.0 - b1, tmp))
+        sq = ops.imul(ops.multiply(g, g, tmp), 1.0 - b2)
+        v = s["exp_avg_sq"] = ops.iadd(ops.imul(s["exp_avg_sq"], b2), sq)
+        denom = ops.iadd(ops.imul(ops.sqrt(v, tmp), 1.0 / (1.0 - b2**t) ** 0.5), self.eps)
+        upd = ops.imul(ops.divide(m, denom, tmp), lr / (1.0 - b1**t))
+        return ops.isub(p, upd)
 
 
 class AdamW(Adam):
@@ -275,12 +315,11 @@ class AdamW(Adam):
     ) -> None:
         super().__init__(lr, betas, eps, weight_decay, clip_norm)
 
-    def _update(self, ops: Any, lo: int, p: Any, g: Any, s: dict[str, Any], tmp: Any, lr: float) -> Any:
+    def update(self, ops: Any, lo: int, p: Any, g: Any, s: dict[str, Any], tmp: Any, lr: Any, t: Any) -> Any:
         n = self._weights(lo, p.shape[0]) if self.weight_decay else 0
         if n:
-            w = p[:n]
-            w *= 1.0 - lr * self.weight_decay
-        return self._adam(ops, p, g, s, tmp, lr)
+            p = ops.slice_mul(p, 0, n, 1.0 - lr * self.weight_decay)
+        return self._adam(ops, p, g, s, tmp, lr, t)
 
 
 class RMSprop(Optimizer):
@@ -291,6 +330,7 @@ class RMSprop(Optimizer):
     """
 
     name = "rmsprop"
+    checked_buffers = ("square_avg",)
 
     def __init__(
         self,
@@ -324,33 +364,24 @@ class RMSprop(Optimizer):
             "weight_decay": self.weight_decay,
         }
 
-    def _update(self, ops: Any, lo: int, p: Any, g: Any, s: dict[str, Any], tmp: Any, lr: float) -> Any:
+    def update(self, ops: Any, lo: int, p: Any, g: Any, s: dict[str, Any], tmp: Any, lr: Any, t: Any) -> Any:
         g = self._add_l2(ops, lo, p, g, tmp, self.weight_decay)
-        a, v = self.alpha, s["square_avg"]
-        v *= a
-        ops.multiply(g, g, out=tmp)
-        tmp *= 1.0 - a
-        v += tmp
+        a = self.alpha
+        sq = ops.imul(ops.multiply(g, g, tmp), 1.0 - a)
+        v = s["square_avg"] = ops.iadd(ops.imul(s["square_avg"], a), sq)
         if self.centered:
-            ga = s["grad_avg"]
-            ga *= a
-            ga += ops.multiply(g, 1.0 - a, out=tmp)
-            ops.multiply(ga, ga, out=tmp)
-            ops.subtract(v, tmp, out=tmp)
-            denom = ops.sqrt(tmp, out=tmp)
+            ga = s["grad_avg"] = ops.iadd(ops.imul(s["grad_avg"], a), ops.multiply(g, 1.0 - a, tmp))
+            var = ops.subtract(v, ops.multiply(ga, ga, tmp), tmp)
+            denom = ops.sqrt(var, tmp)
         else:
-            denom = ops.sqrt(v, out=tmp)
-        denom += self.eps
-        step = ops.divide(g, denom, out=tmp)
+            denom = ops.sqrt(v, tmp)
+        step = ops.divide(g, ops.iadd(denom, self.eps), tmp)
         if self.momentum:
-            buf = s["momentum_buffer"]
-            buf *= self.momentum
-            buf += step
-            step = ops.multiply(buf, lr, out=tmp)
+            buf = s["momentum_buffer"] = ops.iadd(ops.imul(s["momentum_buffer"], self.momentum), step)
+            step = ops.multiply(buf, lr, tmp)
         else:
-            step *= lr
-        p -= step
-        return p
+            step = ops.imul(step, lr)
+        return ops.isub(p, step)
 
 
 #: Optimizer classes by name (CLI, checkpoints, scikit-learn estimators).

@@ -2,22 +2,29 @@
 
 File layout (safetensors): an 8-byte little-endian header length, a JSON header, the raw tensors.
 Our header's ``__metadata__["flatnet_xp"]`` holds a JSON document with the format version, the
-kind (``model`` or ``checkpoint``), layer sizes, activations, dtype, the SHA-256 of the tensor
-bytes and, for checkpoints, the epoch, optimizer, RNG state, early-stopping state and history.
+kind (``model`` or ``checkpoint``), layer sizes, activations, dtype, the loss the model was trained
+with, the preprocessing stored with it, the SHA-256 of the tensor bytes and, for checkpoints, the
+epoch, the optimizer, the shuffle state, early-stopping state, history, whether the run finished,
+and the run's signature (what defines it, so that a resume of a different run is refused).
 
-Loading never executes code (no pickle) and never allocates from an untrusted size: the header
-length is bounded by :data:`MAX_HEADER_BYTES` and by the file size, every tensor's dtype, shape and
-byte range must be exactly what the declared layer sizes imply, the ranges must tile the data
-section, and the SHA-256 must match. Every malformed, truncated, foreign or corrupted file raises
-:class:`ModelFileError` (a ValueError). Writes are atomic and durable (see :mod:`flatnet_xp._atomic`).
+Loading never executes code (no pickle) and never allocates from an untrusted size: only regular
+files are opened (without blocking), the header length is bounded by :data:`MAX_HEADER_BYTES` and by
+the file size, every metadata field is type-checked, every tensor's dtype, shape and byte range must
+be exactly what the declared layer sizes imply, the ranges must tile the data section, and the
+SHA-256 must match. Every malformed, truncated, foreign or corrupted file raises
+:class:`ModelFileError` (a ValueError). Writes are atomic and durable (see :mod:`flatnet_xp._atomic`),
+and parameters that are not finite are never written.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import stat
 import struct
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +36,7 @@ from flatnet_xp._validation import FLOAT_DTYPES, check_layer_sizes
 from flatnet_xp.activations import ACTIVATIONS
 from flatnet_xp.history import History
 from flatnet_xp.layout import Layout
+from flatnet_xp.losses import LOSSES, Loss
 
 if TYPE_CHECKING:
     from flatnet_xp.network import FlatMLP
@@ -37,10 +45,11 @@ if TYPE_CHECKING:
 __all__ = [
     "FORMAT_VERSION",
     "MAX_HEADER_BYTES",
+    "Checkpoint",
     "ModelFileError",
     "load_model",
+    "read_checkpoint",
     "read_file",
-    "restore_checkpoint",
     "save_checkpoint",
     "save_model",
 ]
@@ -50,6 +59,8 @@ FORMAT_VERSION = 1
 MAX_HEADER_BYTES = 1 << 20
 _ST_DTYPES = {"float32": "F32", "float64": "F64"}
 _NP_OF_ST: dict[str, np.dtype[Any]] = {"F32": np.dtype("<f4"), "F64": np.dtype("<f8")}
+#: Why a finished run ended (the checkpoint's ``finished`` field).
+FINISH_REASONS = ("completed", "early_stopping", "callback", "schedule")
 
 
 class ModelFileError(ValueError):
@@ -72,35 +83,89 @@ def _digest(tensors: dict[str, np.ndarray]) -> str:
     return h.hexdigest()
 
 
-def _write(path: str | os.PathLike[str], tensors: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+def _write(path: Any, tensors: dict[str, np.ndarray], meta: dict[str, Any], name: str) -> None:
     st = _require_safetensors()
     meta = {**meta, "format_version": FORMAT_VERSION, "sha256": _digest(tensors)}
     blob = st.save({k: np.ascontiguousarray(v) for k, v in tensors.items()}, metadata={"flatnet_xp": json.dumps(meta)})
-    atomic_write_bytes(path, blob)
+    atomic_write_bytes(path, blob, name)
+
+
+def _loss_meta(loss: str | Loss | None) -> dict[str, Any] | None:
+    if loss is None:
+        return None
+    if isinstance(loss, str):
+        return {"name": loss, "scale": 1.0}
+    return {"name": loss.name, "scale": loss.scale}
 
 
 def _net_meta(net: FlatMLP, kind: str) -> dict[str, Any]:
+    prep = net.preprocessing
     return {
         "kind": kind,
         "layer_sizes": list(net.layout.sizes),
         "activations": list(net.activations),
         "dtype": net.dtype_name,
+        "loss": _loss_meta(net.loss_),
+        "preprocessing": None if prep is None else prep.to_dict(),
     }
 
 
-def _net_tensors(net: FlatMLP) -> dict[str, np.ndarray]:
+def _finite_params(net: FlatMLP, what: str) -> dict[str, np.ndarray]:
     w, b = net.get_params()
+    if not (np.all(np.isfinite(w)) and np.all(np.isfinite(b))):
+        raise ValueError(f"{what}: the network's parameters are not all finite; refusing to write a file load rejects")
     return {"w": w, "b": b}
 
 
 def save_model(net: FlatMLP, path: str | os.PathLike[str]) -> None:
-    """Write ``net`` (architecture, dtype, ``w``, ``b``) to one safetensors file, atomically."""
-    _write(path, _net_tensors(net), _net_meta(net, "model"))
+    """Write ``net`` (architecture, dtype, ``w``, ``b``, loss, preprocessing) to one safetensors file.
+
+    Raises
+    ------
+    ValueError
+        Non-finite parameters; a path that is a directory, device, FIFO or in a missing folder.
+    TypeError
+        ``path`` is not a path.
+    """
+    from flatnet_xp._atomic import check_output_path
+
+    check_output_path(path, "path")
+    _write(path, _finite_params(net, "save"), _net_meta(net, "model"), "path")
 
 
 # ---------------------------------------------------------------------------------------- reading
 def _bad(path: Any, why: str) -> ModelFileError:
     return ModelFileError(f"{path}: not a valid flatnet_xp file: {why}")
+
+
+def _is_int(v: Any, low: int = 0) -> bool:
+    return type(v) is int and v >= low
+
+
+def _is_number(v: Any) -> bool:
+    return type(v) in (int, float) and math.isfinite(v)
+
+
+def _check_json_value(path: Any, value: Any, depth: int = 0) -> None:
+    """Only plain JSON (no NaN/inf), nested at most 8 levels: our metadata is never deeper."""
+    if depth > 8:
+        raise _bad(path, "metadata is nested too deeply")
+    if isinstance(value, dict):
+        for v in value.values():
+            _check_json_value(path, v, depth + 1)
+    elif isinstance(value, list):
+        for v in value:
+            _check_json_value(path, v, depth + 1)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise _bad(path, "metadata holds NaN or infinity")
+
+
+def _parse_loss(path: Any, raw: Any) -> str | Loss | None:
+    if raw is None:
+        return None
+    if not (isinstance(raw, dict) and raw.get("name") in LOSSES and _is_number(raw.get("scale")) and raw["scale"] > 0):
+        raise _bad(path, f"malformed loss {raw!r}")
+    return raw["name"] if raw["scale"] == 1.0 else LOSSES[raw["name"]].scaled(raw["scale"])
 
 
 def _parse_meta(path: Any, header: dict[str, Any]) -> dict[str, Any]:
@@ -109,10 +174,11 @@ def _parse_meta(path: Any, header: dict[str, Any]) -> dict[str, Any]:
         raise _bad(path, "no flatnet_xp metadata (a safetensors file from another program?)")
     try:
         meta = json.loads(raw["flatnet_xp"])
-    except ValueError as exc:
-        raise _bad(path, f"metadata is not JSON ({exc})") from None
+    except (ValueError, RecursionError) as exc:
+        raise _bad(path, f"metadata is not JSON ({type(exc).__name__})") from None
     if not isinstance(meta, dict):
         raise _bad(path, "metadata is not a JSON object")
+    _check_json_value(path, meta)
     if meta.get("format_version") != FORMAT_VERSION:
         raise _bad(path, f"format version {meta.get('format_version')!r}, this library reads {FORMAT_VERSION}")
     if meta.get("kind") not in ("model", "checkpoint"):
@@ -121,8 +187,8 @@ def _parse_meta(path: Any, header: dict[str, Any]) -> dict[str, Any]:
         sizes = check_layer_sizes(meta.get("layer_sizes"))
     except (TypeError, ValueError) as exc:
         raise _bad(path, str(exc)) from None
-    if max(sizes) > 1 << 24:
-        raise _bad(path, f"implausible layer size {max(sizes)}")
+    if max(sizes) > 1 << 24 or Layout(sizes).n_params > 1 << 40:
+        raise _bad(path, f"implausible layer sizes {list(sizes)}")
     acts = meta.get("activations")
     if not isinstance(acts, list) or len(acts) != len(sizes) - 1 or any(a not in ACTIVATIONS for a in acts):
         raise _bad(path, f"activations {acts!r} do not fit layer sizes {list(sizes)}")
@@ -130,19 +196,63 @@ def _parse_meta(path: Any, header: dict[str, Any]) -> dict[str, Any]:
         raise _bad(path, f"dtype {meta.get('dtype')!r}")
     if not isinstance(meta.get("sha256"), str):
         raise _bad(path, "no checksum")
+    meta["loss"] = _parse_loss(path, meta.get("loss"))
+    prep = meta.get("preprocessing")
+    if prep is not None:
+        meta["preprocessing"] = _parse_preprocessing(path, prep)
     if meta["kind"] == "checkpoint":
-        opt = meta.get("optimizer")
-        if not (
-            isinstance(opt, dict)
-            and isinstance(opt.get("buffers"), list)
-            and all(isinstance(n, str) and n.isidentifier() for n in opt["buffers"])
-        ):
-            raise _bad(path, f"malformed optimizer entry {opt!r}")
-        if type(meta.get("n_batch_loss")) is not int or meta["n_batch_loss"] < 0:
-            raise _bad(path, f"malformed n_batch_loss {meta.get('n_batch_loss')!r}")
-        if not isinstance(meta.get("history", {}), dict):
-            raise _bad(path, "malformed history")
+        _parse_checkpoint_meta(path, meta)
     return meta
+
+
+def _parse_preprocessing(path: Any, raw: Any) -> Any:
+    from flatnet_xp.preprocessing import Preprocessing
+
+    try:
+        return Preprocessing.from_dict(raw)
+    except (TypeError, ValueError, KeyError) as exc:
+        raise _bad(path, f"malformed preprocessing ({exc})") from None
+
+
+def _parse_checkpoint_meta(path: Any, meta: dict[str, Any]) -> None:
+    opt = meta.get("optimizer")
+    if not (
+        isinstance(opt, dict)
+        and isinstance(opt.get("name"), str)
+        and _is_int(opt.get("t"))
+        and isinstance(opt.get("hyperparameters"), dict)
+        and isinstance(opt.get("buffers"), list)
+        and all(isinstance(n, str) and n.isidentifier() for n in opt["buffers"])
+        and len(set(opt["buffers"])) == len(opt["buffers"])
+    ):
+        raise _bad(path, f"malformed optimizer entry {opt!r}")
+    if not _is_int(meta.get("n_batch_loss")):
+        raise _bad(path, f"malformed n_batch_loss {meta.get('n_batch_loss')!r}")
+    if not _is_int(meta.get("epoch")):
+        raise _bad(path, f"malformed epoch {meta.get('epoch')!r}")
+    shuffle = meta.get("shuffle")
+    if not (isinstance(shuffle, dict) and _is_int(shuffle.get("entropy"))):
+        raise _bad(path, f"malformed shuffle state {shuffle!r}")
+    if not isinstance(meta.get("history"), dict):
+        raise _bad(path, "malformed history")
+    try:
+        meta["history"] = History.from_dict({**meta["history"], "batch_loss": []})
+    except (TypeError, ValueError) as exc:
+        raise _bad(path, f"malformed history ({exc})") from None
+    early = meta.get("early_stopping")
+    if early is not None and not (
+        isinstance(early, dict)
+        and (early.get("best") is None or _is_number(early.get("best")))
+        and (early.get("best_epoch") is None or _is_int(early.get("best_epoch"), 1))
+        and _is_int(early.get("wait"))
+    ):
+        raise _bad(path, f"malformed early-stopping state {early!r}")
+    if meta.get("finished") is not None and meta.get("finished") not in FINISH_REASONS:
+        raise _bad(path, f"malformed finished state {meta.get('finished')!r}")
+    if not isinstance(meta.get("run"), dict):
+        raise _bad(path, "no run signature")
+    if type(meta.get("live")) is not bool:
+        raise _bad(path, f"malformed live flag {meta.get('live')!r}")
 
 
 def _expected_shapes(meta: dict[str, Any]) -> dict[str, tuple[int, ...]]:
@@ -151,8 +261,10 @@ def _expected_shapes(meta: dict[str, Any]) -> dict[str, tuple[int, ...]]:
     if meta["kind"] == "checkpoint":
         for name in meta["optimizer"]["buffers"]:
             shapes[f"opt.{name}"] = (lay.n_params,)
-        if isinstance(meta.get("early_stopping"), dict):
+        if meta.get("early_stopping") is not None:
             shapes["early.best_params"] = (lay.n_params,)
+        if meta["live"]:
+            shapes["live.params"] = (lay.n_params,)
         shapes["history.batch_loss"] = (meta["n_batch_loss"],)
     return shapes
 
@@ -171,7 +283,7 @@ def _check_tensors(path: Any, header: dict[str, Any], meta: dict[str, Any], data
         dtype = "F64" if name == "history.batch_loss" else _ST_DTYPES[meta["dtype"]]
         if entry.get("dtype") != dtype:
             raise _bad(path, f"tensor {name!r} has dtype {entry.get('dtype')!r}, expected {dtype}")
-        if entry.get("shape") != list(shape) or min(shape) < 0:
+        if entry.get("shape") != list(shape):
             raise _bad(path, f"tensor {name!r} has shape {entry.get('shape')!r}, expected {list(shape)}")
         offs = entry.get("data_offsets")
         if not (isinstance(offs, list) and len(offs) == 2 and all(type(o) is int for o in offs)):
@@ -188,18 +300,37 @@ def _check_tensors(path: Any, header: dict[str, Any], meta: dict[str, Any], data
         raise _bad(path, f"data section is {data_len} bytes, tensors need {pos} (truncated or padded file)")
 
 
+def _open_regular(path: Path) -> Any:
+    """Open ``path`` for reading without blocking, refusing anything but a regular file."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise _bad(path, "not a regular file (a directory, device or pipe)")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def read_file(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Read and fully validate a flatnet_xp file: ``(metadata, tensors)`` (NumPy arrays).
 
     Raises
     ------
     ModelFileError
-        For anything but an intact file written by this library (same format version).
+        For anything but an intact regular file written by this library (same format version).
     FileNotFoundError
         The path does not exist.
+    TypeError
+        ``path`` is not a path.
     """
+    if not isinstance(path, str | os.PathLike):
+        raise TypeError(f"path: expected a file path (str or os.PathLike), got {type(path).__name__} {path!r}")
     p = Path(path)
-    with open(p, "rb") as fh:
+    with _open_regular(p) as fh:
         size = os.fstat(fh.fileno()).st_size
         if size < 8:
             raise _bad(p, f"{size} bytes is too short for a safetensors file")
@@ -224,12 +355,13 @@ def read_file(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, n
         raise _bad(p, f"safetensors could not decode it ({exc})") from None
     if _digest(tensors) != meta["sha256"]:
         raise _bad(p, "SHA-256 of the tensor data does not match (the file is corrupted)")
+    for name in ("w", "b"):
+        if not np.all(np.isfinite(tensors[name])):
+            raise _bad(p, f"tensor {name!r} holds NaN or infinity")
     return meta, tensors
 
 
-def load_model(
-    path: str | os.PathLike[str], backend: Any = None, dtype: str | None = None, device: Any = None
-) -> FlatMLP:
+def load_model(path: str | os.PathLike[str], backend: Any = None, dtype: Any = None, device: Any = None) -> FlatMLP:
     """Read a model (or the model inside a checkpoint) onto ``backend`` (default numpy) and ``dtype``."""
     from flatnet_xp.network import FlatMLP
 
@@ -242,6 +374,7 @@ def load_model(
         device=device,
     )
     net.set_params(tensors["w"], tensors["b"])
+    net.loss_, net.preprocessing = meta["loss"], meta.get("preprocessing")
     return net
 
 
@@ -253,21 +386,28 @@ def save_checkpoint(
     epoch: int,
     shuffle_entropy: int,
     history: History,
-    stopper: Any = None,
+    stopper: Any,
+    run: dict[str, Any],
+    finished: str | None = None,
+    live_params: Any = None,
 ) -> None:
-    """Write model + optimizer state + epoch + shuffle-RNG state + history, atomically.
+    """Write model + optimizer state + epoch + shuffle state + history + run signature, atomically.
 
     The shuffle state is the entropy from which ``fit`` derives every epoch's order
     (``SeedSequence(entropy, spawn_key=(rank, epoch))``), so it is complete for every rank.
+    ``finished`` marks the checkpoint ``fit`` writes last (its model is what ``fit`` returned);
+    ``live_params`` are the parameters to continue from when they differ from the model (the
+    best weights were restored at the end of a completed run).
     """
-    tensors = _net_tensors(net)
+    tensors = _finite_params(net, "checkpoint")
     for name, buf in optimizer.state_buffers().items():
         tensors[f"opt.{name}"] = np.array(to_numpy(buf))
+    if live_params is not None:
+        tensors["live.params"] = np.array(to_numpy(live_params))
     hist = history.to_dict()
     tensors["history.batch_loss"] = np.asarray(hist.pop("batch_loss"), dtype=np.float64)
     meta = _net_meta(net, "checkpoint") | {
         "epoch": epoch,
-        "loss": net.loss_,
         "optimizer": {
             "name": optimizer.name,
             "t": optimizer.t,
@@ -277,6 +417,9 @@ def save_checkpoint(
         "shuffle": {"entropy": int(shuffle_entropy), "scheme": "SeedSequence(entropy, spawn_key=(rank, epoch))"},
         "history": hist,
         "n_batch_loss": int(tensors["history.batch_loss"].shape[0]),
+        "finished": finished,
+        "live": live_params is not None,
+        "run": run,
     }
     if stopper is not None:
         tensors["early.best_params"] = np.array(to_numpy(stopper.best_params))
@@ -285,68 +428,160 @@ def save_checkpoint(
             "best_epoch": stopper.best_epoch,
             "wait": stopper.wait,
         }
-    _write(path, tensors, meta)
+    _write(path, tensors, meta, "checkpoint")
 
 
-def restore_checkpoint(
-    path: str | os.PathLike[str],
-    net: FlatMLP,
-    optimizer: Optimizer,
-    stopper: Any = None,
-) -> tuple[int, History, int]:
-    """Restore everything :func:`save_checkpoint` wrote into ``net``, ``optimizer`` and ``stopper``.
+@dataclass(frozen=True)
+class Checkpoint:
+    """A validated checkpoint, read before anything is changed (see :func:`read_checkpoint`)."""
 
-    Returns
-    -------
-    epoch : int
-        Number of epochs already run.
-    history : History
-    shuffle_entropy : int
+    path: str
+    meta: dict[str, Any]
+    tensors: dict[str, np.ndarray]
+
+    @property
+    def epoch(self) -> int:
+        """Epochs already run."""
+        return int(self.meta["epoch"])
+
+    @property
+    def finished(self) -> str | None:
+        """Why the run ended, or None when it can continue."""
+        return self.meta["finished"]
+
+    @property
+    def run(self) -> dict[str, Any]:
+        return dict(self.meta["run"])
+
+    @property
+    def entropy(self) -> int:
+        return int(self.meta["shuffle"]["entropy"])
+
+    def history(self) -> History:
+        h = History.from_dict(self.meta["history"].to_dict() | {"batch_loss": []})
+        h.batch_loss = self.tensors["history.batch_loss"].tolist()
+        return h
+
+    def differences(self, run: dict[str, Any]) -> list[str]:
+        """What differs between this checkpoint's run and ``run``: one ``"field: checkpoint A, this
+        call B"`` line per differing field (``optimizer.lr``, ``data.X`` ...)."""
+        mine, theirs = _canonical(self.run), _canonical(run)
+        out = []
+        for key in sorted(set(mine) | set(theirs)):
+            a, b = mine.get(key), theirs.get(key)
+            if a == b or (key == "seed" and b is None):  # no seed given: the checkpoint's shuffle state is used
+                continue
+            if key == "optimizer" and isinstance(a, dict) and isinstance(b, dict) and a.get("name") == b.get("name"):
+                out += [
+                    f"optimizer.{k}: checkpoint {a.get(k)!r}, this call {b.get(k)!r}"
+                    for k in sorted(a)
+                    if a[k] != b.get(k)
+                ]
+            elif key in ("data", "validation") and (isinstance(a, dict) or isinstance(b, dict)):
+                a, b = a or {}, b or {}
+                for name in sorted(set(a) | set(b)):
+                    x, y = a.get(name), b.get(name)
+                    if x == y:
+                        continue
+                    if (
+                        isinstance(x, dict)
+                        and isinstance(y, dict)
+                        and (x["shape"], x["dtype"]) == (y["shape"], y["dtype"])
+                    ):
+                        out.append(f"{key}.{name}: the values differ")
+                    else:
+                        out.append(f"{key}.{name}: checkpoint {_describe_array(x)}, this call {_describe_array(y)}")
+            else:
+                out.append(f"{key}: checkpoint {_short(a)}, this call {_short(b)}")
+        return out
+
+    def restore(self, net: FlatMLP, optimizer: Optimizer, stopper: Any) -> None:
+        """Put the checkpoint's parameters (the live ones of a finished run), optimizer state and
+        early-stopping state into ``net``, ``optimizer`` and ``stopper``."""
+        t = self.tensors
+        lay = net.layout
+        params = t["live.params"] if self.meta["live"] else np.concatenate([t["w"], t["b"]])
+        net.set_params(params[: lay.w_len], params[lay.w_len :])
+        optimizer.bind(net)
+        be = net._be
+        optimizer.state = {
+            name: _into(be, t[f"opt.{name}"], net.dtype, optimizer.state.get(name)) for name in optimizer.buffer_names
+        }
+        optimizer.t = int(self.meta["optimizer"]["t"])
+        early = self.meta.get("early_stopping")
+        if stopper is not None and early is not None:
+            stopper.best_params = _into(be, t["early.best_params"], net.dtype, stopper.best_params)
+            stopper.best = math.inf if early["best"] is None else float(early["best"])
+            stopper.best_epoch, stopper.wait = early["best_epoch"], early["wait"]
+
+    def restore_model(self, net: FlatMLP) -> None:
+        """The model ``fit`` returned (a finished run's final weights)."""
+        net.set_params(self.tensors["w"], self.tensors["b"])
+
+
+def _into(be: Any, host: np.ndarray, dtype: Any, buf: Any) -> Any:
+    """``host`` copied into ``buf`` (mutable backends) or as a new backend array."""
+    arr = be.asarray(host, dtype=dtype)
+    if buf is None or not be.mutable:
+        return arr
+    return be.ops.copy(arr, buf)
+
+
+def _describe_array(entry: Any) -> str:
+    if not isinstance(entry, dict):
+        return "none"
+    return f"shape {tuple(entry.get('shape', ()))} {entry.get('dtype')}"
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, dict) and "name" in value:  # an optimizer or a loss
+        args = ", ".join(f"{k}={v}" for k, v in value.items() if k != "name")
+        return f"{value['name']}({args})"
+    return repr(value)
+
+
+def _canonical(value: Any) -> Any:
+    """JSON round trip, so tuples and lists (and ints and floats) compare as they will in a file."""
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
+    """Read and validate a checkpoint file without changing anything.
 
     Raises
     ------
     ModelFileError
-        Malformed file, or not a checkpoint.
-    ValueError
-        The checkpoint belongs to a different network, dtype or optimizer type.
+        Malformed file, or a model file rather than a checkpoint.
+    FileNotFoundError
+        The path does not exist.
     """
     meta, tensors = read_file(path)
     if meta["kind"] != "checkpoint":
         raise ModelFileError(f"{path}: is a model file, not a checkpoint (resume needs one written by fit)")
-    mine = (list(net.layout.sizes), list(net.activations), net.dtype_name)
-    theirs = (meta["layer_sizes"], meta["activations"], meta["dtype"])
-    if mine != theirs:
-        raise ValueError(f"resume: checkpoint {path} is for network (sizes, activations, dtype) {theirs}, not {mine}")
-    opt = meta.get("optimizer")
-    if not isinstance(opt, dict) or opt.get("name") != optimizer.name:
-        got = opt.get("name") if isinstance(opt, dict) else None
-        raise ValueError(f"resume: checkpoint {path} was written with optimizer {got!r}, not {optimizer.name!r}")
-    if list(opt.get("buffers", [])) != list(optimizer.buffer_names):
-        raise ValueError(
-            f"resume: checkpoint optimizer state {opt.get('buffers')} does not fit {optimizer!r} "
-            f"(state {list(optimizer.buffer_names)})"
-        )
-    shuffle = meta.get("shuffle")
-    entropy = shuffle.get("entropy") if isinstance(shuffle, dict) else None
-    if type(entropy) is not int or entropy < 0:
-        raise ModelFileError(f"{path}: malformed shuffle state {shuffle!r}")
-    epoch, t = meta.get("epoch"), opt.get("t")
-    if type(epoch) is not int or type(t) is not int or epoch < 0 or t < 0:
-        raise ModelFileError(f"{path}: malformed epoch {epoch!r} or optimizer step {t!r}")
-    try:
-        history = History.from_dict({**meta.get("history", {}), "batch_loss": tensors["history.batch_loss"].tolist()})
-    except (TypeError, ValueError, KeyError) as exc:
-        raise ModelFileError(f"{path}: malformed history ({exc})") from None
-    net.set_params(tensors["w"], tensors["b"])
-    optimizer.bind(net)
-    be = net._be
-    for name in optimizer.buffer_names:
-        be.ops.copy(be.asarray(tensors[f"opt.{name}"], dtype=net.dtype), out=optimizer.state[name])
-    optimizer.t = t
-    early = meta.get("early_stopping")
-    if stopper is not None and isinstance(early, dict):
-        be.ops.copy(be.asarray(tensors["early.best_params"], dtype=net.dtype), out=stopper.best_params)
-        stopper.best = float("inf") if early.get("best") is None else float(early["best"])
-        stopper.best_epoch, stopper.wait = early.get("best_epoch"), int(early.get("wait", 0))
-    net.loss_ = meta.get("loss")
-    return epoch, history, entropy
+    for name, tensor in tensors.items():
+        if name != "history.batch_loss" and not np.all(np.isfinite(tensor)):
+            raise ModelFileError(f"{path}: tensor {name!r} holds NaN or infinity")
+    return Checkpoint(os.fspath(path), meta, tensors)
+
+
+def fingerprint(data: Any) -> dict[str, Any] | None:
+    """Shape, dtype and BLAKE2b hash of a dataset's X, Y and sample weights, hashed in chunks
+    of rows (no full copy; GPU arrays are copied to the host one chunk at a time)."""
+    if data is None:
+        return None
+    out: dict[str, Any] = {}
+    for name, arr in (("X", data.X), ("Y", data.Y), ("sample_weight", data.sample_weight)):
+        if arr is None:
+            continue
+        h = hashlib.blake2b(digest_size=16)
+        n = int(arr.shape[0])
+        per_row = max(1, int(np.prod(arr.shape[1:])))
+        step = max(1, (1 << 20) // per_row)
+        for lo in range(0, n, step):
+            h.update(np.ascontiguousarray(data.host_rows(arr, slice(lo, min(lo + step, n)))).tobytes())
+        out[name] = {
+            "shape": [int(s) for s in arr.shape],
+            "dtype": str(arr.dtype).rsplit(".", 1)[-1],
+            "blake2b": h.hexdigest(),
+        }
+    return out

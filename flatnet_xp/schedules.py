@@ -1,20 +1,38 @@
-"""Learning-rate schedules: small immutable objects mapping the optimizer step count to a learning rate.
+"""Learning-rate schedules: small objects mapping the optimizer step count to a learning rate.
 
 A schedule is called with ``t``, the number of updates already made (0 for the first update), and
-returns a Python float. Pass one wherever an optimizer takes ``lr``. Counting steps rather than epochs
+returns a number. Pass one wherever an optimizer takes ``lr``. Counting steps rather than epochs
 lets warm-up act within the first epoch; for an epoch-based schedule use ``steps_per_epoch =
-ceil(n_samples / batch_size)``.
+ceil(n_samples / batch_size)``. Any callable ``schedule(t) -> float`` works; its value is checked at
+every step (finite and ``>= 0``, else a ``ValueError`` naming the step).
+
+The built-in schedules are pure functions of ``t`` written with ``**``, ``min`` and cosine only, so
+the compiled JAX epoch evaluates them from the step counter inside the program
+(:meth:`Constant.traced` etc.); other callables are evaluated on the host once per step. A schedule
+with an ``end_epoch(value) -> bool`` method (:class:`ReduceOnPlateau`) is told the monitored loss
+after every epoch of ``fit`` and may stop training by returning True.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+import numbers
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
 
 from flatnet_xp._validation import check_int, check_real, describe
 
-__all__ = ["Constant", "Cosine", "Schedule", "StepDecay", "Warmup", "as_schedule"]
+__all__ = [
+    "Constant",
+    "Cosine",
+    "InvScaling",
+    "ReduceOnPlateau",
+    "Schedule",
+    "StepDecay",
+    "Warmup",
+    "as_schedule",
+    "checked_lr",
+]
 
 
 @runtime_checkable
@@ -24,6 +42,17 @@ class Schedule(Protocol):
     def __call__(self, t: int) -> float: ...
 
 
+def checked_lr(schedule: Schedule, t: int) -> float:
+    """``schedule(t)`` as a float, or a ValueError naming the step if it is not finite and >= 0."""
+    value = schedule(t)
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"lr: the schedule {schedule!r} returned {describe(value)} at step {t}; expected a number")
+    lr = float(value)
+    if not (lr >= 0.0 and math.isfinite(lr)):
+        raise ValueError(f"lr: the schedule {schedule!r} returned {value!r} at step {t}; expected a finite number >= 0")
+    return lr
+
+
 @dataclass(frozen=True)
 class Constant:
     """``lr`` at every step."""
@@ -31,10 +60,14 @@ class Constant:
     lr: float
 
     def __post_init__(self) -> None:
-        check_real("lr", self.lr, minimum=0.0)
+        object.__setattr__(self, "lr", check_real("lr", self.lr, minimum=0.0))
 
     def __call__(self, t: int) -> float:
-        return float(self.lr)
+        return self.lr
+
+    def traced(self, xp: Any, t: Any) -> Any:
+        """The value for a traced step counter ``t`` (inside a compiled program)."""
+        return self.lr
 
 
 @dataclass(frozen=True)
@@ -46,12 +79,15 @@ class StepDecay:
     gamma: float = 0.1
 
     def __post_init__(self) -> None:
-        check_real("lr", self.lr, minimum=0.0)
-        check_int("step_size", self.step_size, 1)
-        check_real("gamma", self.gamma, minimum=0.0, maximum=1.0, open_min=True)
+        object.__setattr__(self, "lr", check_real("lr", self.lr, minimum=0.0))
+        object.__setattr__(self, "step_size", check_int("step_size", self.step_size, 1))
+        object.__setattr__(self, "gamma", check_real("gamma", self.gamma, minimum=0.0, maximum=1.0, open_min=True))
 
     def __call__(self, t: int) -> float:
         return float(self.lr * self.gamma ** (t // self.step_size))
+
+    def traced(self, xp: Any, t: Any) -> Any:
+        return self.lr * self.gamma ** (t // self.step_size)
 
 
 @dataclass(frozen=True)
@@ -67,13 +103,36 @@ class Cosine:
     min_lr: float = 0.0
 
     def __post_init__(self) -> None:
-        check_real("lr", self.lr, minimum=0.0)
-        check_int("total_steps", self.total_steps, 1)
-        check_real("min_lr", self.min_lr, minimum=0.0, maximum=self.lr)
+        object.__setattr__(self, "lr", check_real("lr", self.lr, minimum=0.0))
+        object.__setattr__(self, "total_steps", check_int("total_steps", self.total_steps, 1))
+        object.__setattr__(self, "min_lr", check_real("min_lr", self.min_lr, minimum=0.0, maximum=self.lr))
 
     def __call__(self, t: int) -> float:
         frac = min(t, self.total_steps) / self.total_steps
         return float(self.min_lr + (self.lr - self.min_lr) * 0.5 * (1.0 + math.cos(math.pi * frac)))
+
+    def traced(self, xp: Any, t: Any) -> Any:
+        frac = xp.minimum(t, self.total_steps) / self.total_steps
+        return self.min_lr + (self.lr - self.min_lr) * 0.5 * (1.0 + xp.cos(math.pi * frac))
+
+
+@dataclass(frozen=True)
+class InvScaling:
+    """Inverse scaling: ``lr / (t + 1) ** power_t`` (scikit-learn's ``learning_rate="invscaling"``
+    counts samples seen at each epoch's start instead of updates; its estimators do exactly that)."""
+
+    lr: float
+    power_t: float = 0.5
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "lr", check_real("lr", self.lr, minimum=0.0))
+        object.__setattr__(self, "power_t", check_real("power_t", self.power_t, minimum=0.0))
+
+    def __call__(self, t: int) -> float:
+        return float(self.lr / (t + 1) ** self.power_t)
+
+    def traced(self, xp: Any, t: Any) -> Any:
+        return self.lr / (t + 1.0) ** self.power_t
 
 
 @dataclass(frozen=True)
@@ -89,17 +148,78 @@ class Warmup:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "base", as_schedule(self.base, "base"))
-        check_int("warmup_steps", self.warmup_steps, 1)
+        object.__setattr__(self, "warmup_steps", check_int("warmup_steps", self.warmup_steps, 1))
 
     def __call__(self, t: int) -> float:
         base = self.base(t)  # type: ignore[operator]
         return float(base * min(1.0, (t + 1) / self.warmup_steps))
 
+    def traced(self, xp: Any, t: Any) -> Any:
+        base = self.base.traced(xp, t)  # type: ignore[union-attr]
+        return base * xp.minimum(1.0, (t + 1.0) / self.warmup_steps)
+
+
+@dataclass
+class ReduceOnPlateau:
+    """Divide the learning rate by ``1 / factor`` when the monitored loss stops improving.
+
+    After each epoch ``fit`` calls :meth:`end_epoch` with the monitored loss (the validation loss
+    when there is validation data, else the training loss). When it has not improved on the best
+    seen by more than ``threshold`` for more than ``patience`` epochs in a row, the learning rate is
+    multiplied by ``factor`` and the count starts again; once the rate would fall below ``min_lr``
+    training stops (scikit-learn's ``learning_rate="adaptive"``: ``factor=0.2``, ``min_lr=1e-6``,
+    ``patience = n_iter_no_change``, ``threshold = tol``; Keras's ``ReduceLROnPlateau``).
+
+    Parameters
+    ----------
+    lr : float
+        Initial learning rate.
+    factor : float, default 0.2
+        Multiplier in (0, 1).
+    patience : int, default 10
+    threshold : float, default 1e-4
+    min_lr : float, default 1e-6
+    """
+
+    lr: float
+    factor: float = 0.2
+    patience: int = 10
+    threshold: float = 1e-4
+    min_lr: float = 1e-6
+    current: float = field(init=False)
+    best: float = field(init=False, default=math.inf)
+    bad_epochs: int = field(init=False, default=0)
+
+    def __post_init__(self) -> None:
+        self.lr = check_real("lr", self.lr, minimum=0.0)
+        self.factor = check_real("factor", self.factor, minimum=0.0, maximum=1.0, open_min=True)
+        self.patience = check_int("patience", self.patience, 0)
+        self.threshold = check_real("threshold", self.threshold, minimum=0.0)
+        self.min_lr = check_real("min_lr", self.min_lr, minimum=0.0)
+        self.current = self.lr
+
+    def __call__(self, t: int) -> float:
+        return self.current
+
+    def end_epoch(self, value: float) -> bool:
+        """Record the epoch's monitored loss; True when the rate fell below ``min_lr`` (stop)."""
+        if value > self.best - self.threshold:
+            self.bad_epochs += 1
+        else:
+            self.bad_epochs = 0
+        self.best = min(self.best, value)
+        if self.bad_epochs > self.patience:
+            self.bad_epochs = 0
+            if self.current * self.factor < self.min_lr:
+                return True
+            self.current *= self.factor
+        return False
+
 
 def as_schedule(lr: Schedule | float, name: str = "lr") -> Schedule:
-    """A schedule from a non-negative number (constant) or an existing schedule."""
-    if isinstance(lr, Schedule) and not isinstance(lr, int | float):
+    """A schedule from a non-negative number (constant, NumPy scalars included) or a callable."""
+    if isinstance(lr, numbers.Real) and not isinstance(lr, bool):
+        return Constant(check_real(name, lr, minimum=0.0))
+    if callable(lr):
         return lr
-    if isinstance(lr, bool) or not isinstance(lr, int | float):
-        raise TypeError(f"{name}: expected a non-negative number or a schedule, got {describe(lr)}")
-    return Constant(check_real(name, lr, minimum=0.0))
+    raise TypeError(f"{name}: expected a non-negative number or a schedule, got {describe(lr)}")

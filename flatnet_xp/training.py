@@ -1,4 +1,13 @@
-"""The training loop: batches gathered by index, backprop into the flat gradient, one optimizer step."""
+"""``fit``: arguments checked before any work, then epochs of mini-batch steps, validation, stopping,
+checkpoints. The steps of an epoch run eagerly here (:class:`EagerEpochs`: NumPy, CuPy, PyTorch,
+array-api-strict) or as one compiled program per epoch (:mod:`flatnet_xp.compiled`: JAX);
+full-batch L-BFGS runs in :mod:`flatnet_xp.solvers`.
+
+Guarantees kept here (and tested): a second concurrent ``fit`` on the same network raises
+``RuntimeError``; no epoch leaves non-finite parameters behind (:class:`DivergenceError` restores
+them); the last checkpoint holds exactly what ``fit`` returned; resuming continues the same run
+bit-identically on NumPy or refuses, naming what differs.
+"""
 
 from __future__ import annotations
 
@@ -7,22 +16,31 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from flatnet_xp._compat import to_numpy
+from flatnet_xp import functional as F
+from flatnet_xp._atomic import check_output_path
+from flatnet_xp._compat import precision, to_numpy
 from flatnet_xp._validation import check_int, check_real, describe
+from flatnet_xp.distributed import RemoteRankError
 from flatnet_xp.history import Callback, DivergenceError, History
-from flatnet_xp.losses import CLASSIFICATION_LOSSES
-from flatnet_xp.metrics import mean_over_batches
-from flatnet_xp.network import check_loss
+from flatnet_xp.losses import Loss, get_loss
+from flatnet_xp.metrics import evaluate_dataset
 from flatnet_xp.optim import Adam, Optimizer
+from flatnet_xp.solvers import LBFGS
 
 if TYPE_CHECKING:
+    from flatnet_xp._data import Dataset
     from flatnet_xp.network import FlatMLP
+    from flatnet_xp.persistence import Checkpoint
 
-__all__ = ["fit", "fresh_entropy"]
+__all__ = ["EagerEpochs", "fit", "fresh_entropy"]
+
+#: Rows per batch when evaluating validation data.
+EVAL_BATCH = 4096
 
 
 class _EarlyStopping:
@@ -33,20 +51,27 @@ class _EarlyStopping:
         self.best = math.inf
         self.best_epoch: int | None = None
         self.wait = 0
-        self.best_params = net.xp.asarray(net.params, copy=True)
+        self.best_params = net._be.ops.copy(net.params)
 
     def update(self, net: FlatMLP, value: float, epoch: int) -> bool:
-        """Record the epoch's monitored loss; True when training should stop."""
+        """Record the monitored loss of ``epoch`` (counted from 1); True when training should stop."""
         if value < self.best - self.min_delta:
             self.best, self.best_epoch, self.wait = value, epoch, 0
-            net._be.ops.copy(net.params, out=self.best_params)
+            self.best_params = net._be.ops.copy(net.params, self.best_params)
             return False
         self.wait += 1
         return self.wait >= self.patience
 
-    def restore(self, net: FlatMLP) -> None:
-        if self.best_epoch is not None:
-            net._be.ops.copy(self.best_params, out=net.params)
+    def restore(self, net: FlatMLP) -> bool:
+        """Put the best parameters back; True when that changed them."""
+        if self.best_epoch is None:
+            return False
+        be = net._be
+        if be.mutable:
+            be.ops.copy(self.best_params, net.params)
+        else:
+            net.params = self.best_params
+        return True
 
 
 def _progress_wanted(progress: bool | None) -> bool:
@@ -87,7 +112,8 @@ class _Progress:
 
     def end_epoch(self, history: History) -> None:
         if self.enabled:
-            self.inner.close()
+            if self.inner is not None:
+                self.inner.close()
             post = {"loss": f"{history.loss[-1]:.4g}"}
             if history.val_loss:
                 post["val_loss"] = f"{history.val_loss[-1]:.4g}"
@@ -110,6 +136,66 @@ def _check_callbacks(callbacks: Sequence[Callback] | Callback | None) -> list[Ca
     return cbs
 
 
+@dataclass
+class _Run:
+    """Everything ``fit`` was asked to do, checked."""
+
+    epochs: int
+    batch_size: int
+    optimizer: Optimizer | LBFGS
+    loss: Loss
+    shuffle: bool
+    seed: int | None
+    patience: int | None
+    min_delta: float
+    callbacks: list[Callback]
+    show: bool
+    checkpoint: Any
+    checkpoint_every: int
+    resume: Any
+
+
+def _check_arguments(**kw: Any) -> _Run:
+    epochs = check_int("epochs", kw["epochs"], 0)
+    batch_size = check_int("batch_size", kw["batch_size"], 1)
+    loss = get_loss(kw["loss"])
+    optimizer = Adam(lr=1e-3) if kw["optimizer"] is None else kw["optimizer"]
+    if not isinstance(optimizer, Optimizer | LBFGS):
+        raise TypeError(f"optimizer: expected a flatnet_xp optimizer (e.g. fx.SGD(lr=0.1)), got {describe(optimizer)}")
+    if not isinstance(kw["shuffle"], bool):
+        raise TypeError(f"shuffle: expected a bool, got {describe(kw['shuffle'])}")
+    seed = kw["seed"]
+    if seed is not None:
+        seed = check_int("seed", seed, 0)
+    patience = None if kw["patience"] is None else check_int("patience", kw["patience"], 1)
+    min_delta = check_real("min_delta", kw["min_delta"], minimum=0.0)
+    checkpoint_every = check_int("checkpoint_every", kw["checkpoint_every"], 1)
+    checkpoint, resume = kw["checkpoint"], kw["resume"]
+    if checkpoint is not None:
+        check_output_path(checkpoint, "checkpoint")
+    if resume is not None and not isinstance(resume, str | os.PathLike):
+        raise TypeError(f"resume: expected a file path (str or os.PathLike), got {describe(resume)}")
+    if isinstance(optimizer, LBFGS) and (checkpoint is not None or resume is not None or kw["comm"] is not None):
+        raise ValueError(
+            "optimizer: L-BFGS runs full-batch in one scipy call: checkpoint, resume and comm are not supported"
+        )
+    return _Run(
+        epochs,
+        batch_size,
+        optimizer,
+        loss,
+        kw["shuffle"],
+        seed,
+        patience,
+        min_delta,
+        _check_callbacks(kw["callbacks"]),
+        _progress_wanted(kw["progress"]),
+        checkpoint,
+        checkpoint_every,
+        resume,
+    )
+
+
 def fit(
     net: FlatMLP,
     X: Any,
@@ -117,11 +203,12 @@ def fit(
     *,
     epochs: int = 10,
     batch_size: int = 32,
-    optimizer: Optimizer | None = None,
-    loss: str = "mse",
+    optimizer: Optimizer | LBFGS | None = None,
+    loss: str | Loss = "mse",
+    sample_weight: Any = None,
     shuffle: bool = True,
     seed: int | None = None,
-    validation_data: tuple[Any, Any] | None = None,
+    validation_data: tuple[Any, ...] | None = None,
     patience: int | None = None,
     min_delta: float = 0.0,
     callbacks: Sequence[Callback] | Callback | None = None,
@@ -131,29 +218,33 @@ def fit(
     resume: str | os.PathLike[str] | None = None,
     comm: Any = None,
 ) -> History:
-    """Train ``net`` on ``(X, Y)`` with mini-batch gradient descent.
+    """Train ``net`` on ``(X, Y)`` with mini-batch gradient descent (or full-batch L-BFGS).
 
     Parameters
     ----------
-    X : array, shape (n, L_1)
+    X : array or scipy.sparse matrix, shape (n, L_1)
         NumPy or the network's backend. Data already in the network's backend and dtype is used
-        without any copy; otherwise each batch is converted on its own (the dataset is never copied).
+        without any copy; otherwise each batch is converted on its own (the dataset is never copied;
+        a sparse matrix is densified one batch at a time).
     Y : array, shape (n, L_n)
         Targets; ``(n,)`` for one output, or integer class labels with ``loss="cross_entropy"``.
     epochs : int, default 10
-        Total number of epochs (with ``resume``: including those already run).
+        Total number of epochs (with ``resume``: including those already run). Not used by L-BFGS.
     batch_size : int, default 32
         From 1 (per-sample SGD) to ``n`` (full batch); the last batch may be smaller.
-    optimizer : Optimizer, default ``Adam(lr=1e-3)``
-        Keeps its state across ``fit`` calls on the same network.
-    loss : {"mse", "cross_entropy", "bce"}
+    optimizer : Optimizer or LBFGS, default ``Adam(lr=1e-3)``
+        Keeps its state across ``fit`` calls on the same network. :class:`~flatnet_xp.LBFGS` runs
+        scipy's L-BFGS-B full-batch on the flat parameter vector instead of epochs.
+    loss : {"mse", "cross_entropy", "bce", "poisson"} or Loss
+    sample_weight : array, shape (n,), optional
+        Non-negative weights: each batch's loss is the weighted average of its samples' losses.
     shuffle : bool, default True
         Visit the samples in a new random order each epoch, drawn from ``seed``.
     seed : int, optional
-        Seed of the shuffling generator (``numpy.random.default_rng``).
-    validation_data : (X_val, Y_val), optional
-        Evaluated after each epoch: ``history.val_loss`` and, for classification losses,
-        ``history.val_accuracy``.
+        Seed of the shuffling generator (``numpy.random.SeedSequence``).
+    validation_data : (X_val, Y_val) or (X_val, Y_val, sample_weight_val), optional
+        Evaluated after each epoch: ``history.val_loss``, ``history.val_score`` (accuracy or R^2)
+        and, for classification losses, ``history.val_accuracy``.
     patience : int, optional
         Early stopping: stop after ``patience`` epochs without an improvement of more than
         ``min_delta`` in the validation loss (the training loss without validation data), and
@@ -164,11 +255,15 @@ def fit(
     progress : bool, optional
         tqdm bars over epochs and batches; default: on when stderr is a terminal.
     checkpoint : path, optional
-        Write model, optimizer state, epoch, shuffle-RNG state and history atomically every
-        ``checkpoint_every`` epochs (and after the last one).
+        Write model, optimizer state, epoch, shuffle state, history and the run's signature
+        atomically every ``checkpoint_every`` epochs; the last one, written after early stopping
+        restored the best weights, holds exactly what ``fit`` returns. Checked before training.
     checkpoint_every : int, default 1
     resume : path, optional
-        Restore all of the above from a checkpoint and continue until ``epochs`` epochs in total.
+        Continue the run saved in a checkpoint until ``epochs`` epochs in total. The checkpoint
+        must come from the same run (network, dtype, loss, optimizer and its hyperparameters,
+        batch size, shuffle, seed, and the same training and validation data): anything else is a
+        ``ValueError`` naming each difference. A finished run returns at once with its weights.
     comm : mpi4py communicator, optional
         Data-parallel training: every rank passes its own shard; see :mod:`flatnet_xp.distributed`.
 
@@ -180,81 +275,212 @@ def fit(
     Raises
     ------
     ValueError, TypeError
-        Bad arguments or data, before any work is done.
+        Bad arguments, data or paths, before any work is done.
+    RuntimeError
+        Another ``fit`` is running on this network (in another thread).
     DivergenceError
-        The loss or gradient became non-finite; the network keeps its last finite weights.
+        The loss, gradient or update became non-finite; the parameters and optimizer state were
+        restored (see :class:`~flatnet_xp.DivergenceError`).
     """
-    epochs = check_int("epochs", epochs, 0)
-    batch_size = check_int("batch_size", batch_size, 1)
-    loss_fn = check_loss(loss)
-    if optimizer is None:
-        optimizer = Adam(lr=1e-3)
-    if not isinstance(optimizer, Optimizer):
-        raise TypeError(f"optimizer: expected a flatnet_xp Optimizer (e.g. fx.SGD(lr=0.1)), got {describe(optimizer)}")
-    if not isinstance(shuffle, bool):
-        raise TypeError(f"shuffle: expected a bool, got {describe(shuffle)}")
-    if seed is not None:
-        check_int("seed", seed, 0)
-    if patience is not None:
-        patience = check_int("patience", patience, 1)
-    min_delta = check_real("min_delta", min_delta, minimum=0.0)
-    cbs = _check_callbacks(callbacks)
-    show = _progress_wanted(progress)
-    checkpoint_every = check_int("checkpoint_every", checkpoint_every, 1)
-    data = net._dataset(X, Y, loss)
-    val = None
-    if validation_data is not None:
-        if not isinstance(validation_data, tuple | list) or len(validation_data) != 2:
-            raise TypeError(f"validation_data: expected a pair (X_val, Y_val), got {describe(validation_data)}")
-        val = net._dataset(validation_data[0], validation_data[1], loss, suffix="_val")
+    run = _check_arguments(
+        epochs=epochs,
+        batch_size=batch_size,
+        optimizer=optimizer,
+        loss=loss,
+        shuffle=shuffle,
+        seed=seed,
+        patience=patience,
+        min_delta=min_delta,
+        callbacks=callbacks,
+        progress=progress,
+        checkpoint=checkpoint,
+        checkpoint_every=checkpoint_every,
+        resume=resume,
+        comm=comm,
+    )
+    data = net._dataset(X, Y, run.loss, sample_weight=sample_weight)
+    val = _validation_dataset(net, validation_data, run.loss)
+    if not net._fit_lock.acquire(blocking=False):
+        raise RuntimeError(
+            "fit: another fit is already running on this network (in another thread); "
+            "train independent copies (net.copy()) in parallel instead"
+        )
+    try:
+        with precision(net._be, net.dtype):  # JAX float64: the scoped x64 context, never a global switch
+            if isinstance(run.optimizer, LBFGS):
+                from flatnet_xp.solvers import fit_lbfgs
 
+                history = fit_lbfgs(net, data, val, run.loss, run.optimizer, run.callbacks, run.patience, run.min_delta)
+            else:
+                history = _fit_epochs(net, data, val, run, comm)
+    finally:
+        net._fit_lock.release()
+    net.history_ = history
+    return history
+
+
+def _validation_dataset(net: FlatMLP, validation_data: Any, loss: Loss) -> Dataset | None:
+    if validation_data is None:
+        return None
+    if not isinstance(validation_data, tuple | list) or len(validation_data) not in (2, 3):
+        raise TypeError(
+            "validation_data: expected (X_val, Y_val) or (X_val, Y_val, sample_weight_val), "
+            f"got {describe(validation_data)}"
+        )
+    sw = validation_data[2] if len(validation_data) == 3 else None
+    return net._dataset(validation_data[0], validation_data[1], loss, sample_weight=sw, suffix="_val")
+
+
+def _run_signature(net: FlatMLP, run: _Run, data: Dataset, val: Dataset | None, dist: Any) -> dict[str, Any]:
+    """What defines a run: a resume must match all of it (see ``fit``'s ``resume``). Data-parallel:
+    every rank's shard, in rank order."""
+    from flatnet_xp.persistence import fingerprint
+
+    opt = run.optimizer
+    shards = fingerprint(data), fingerprint(val)
+    if dist is not None:
+        everyone = dist.comm.allgather(shards)
+        shards = {f"rank{r}": s[0] for r, s in enumerate(everyone)}, {f"rank{r}": s[1] for r, s in enumerate(everyone)}
+    return {
+        "layer_sizes": list(net.layout.sizes),
+        "activations": list(net.activations),
+        "dtype": net.dtype_name,
+        "loss": {"name": run.loss.name, "scale": run.loss.scale},
+        "optimizer": {"name": opt.name, **opt.hyperparameters()},
+        "batch_size": run.batch_size,
+        "shuffle": run.shuffle,
+        "seed": run.seed,
+        "data": shards[0],
+        "validation": shards[1],
+    }
+
+
+def _read_resume(run: _Run, signature: dict[str, Any]) -> Checkpoint:
+    from flatnet_xp.persistence import read_checkpoint
+
+    ckpt = read_checkpoint(run.resume)
+    diffs = ckpt.differences(signature)
+    if diffs:
+        raise ValueError(
+            f"resume: {run.resume} holds a different run ({'; '.join(diffs)}). To train further on new data or "
+            "settings, load the model (FlatMLP.load) and call fit without resume"
+        )
+    if run.epochs < ckpt.epoch:
+        raise ValueError(
+            f"epochs: the checkpoint {run.resume} has already run {ckpt.epoch} epochs, got epochs={run.epochs}"
+        )
+    return ckpt
+
+
+def _fit_epochs(net: FlatMLP, data: Dataset, val: Dataset | None, run: _Run, comm: Any) -> History:
+    optimizer = run.optimizer
+    assert isinstance(optimizer, Optimizer)
     dist = None
     if comm is not None:
+        if not net._be.mutable:
+            raise ValueError(
+                "comm: data-parallel training is not supported on the JAX backend (use numpy, torch or cupy)"
+            )
         from flatnet_xp.distributed import DataParallel
 
-        dist = DataParallel(comm, net, data.n, seed)
+        dist = DataParallel(comm, net, data.n, run.seed)
+    needs_signature = run.checkpoint is not None or run.resume is not None
+    signature = _run_signature(net, run, data, val, dist) if needs_signature else {}
+    ckpt = _read_resume(run, signature) if run.resume is not None else None
     rank = 0 if dist is None else dist.rank
-    entropy = fresh_entropy() if seed is None else seed
-    if dist is not None:
-        entropy = dist.shuffle_seed
+    entropy = run.seed if run.seed is not None else (dist.shuffle_seed if dist is not None else fresh_entropy())
     optimizer.bind(net)
     history = History()
-    stopper = _EarlyStopping(net, patience, min_delta) if patience is not None else None
+    stopper = _EarlyStopping(net, run.patience, run.min_delta) if run.patience is not None else None
     first_epoch = 0
-    net.loss_ = loss
-    loop = _EpochLoop(net, data, loss_fn, optimizer, batch_size, dist)
+    net.loss_ = run.loss.name if run.loss.scale == 1.0 else run.loss
+    if ckpt is not None:
+        ckpt.restore(net, optimizer, stopper)
+        history, entropy, first_epoch = ckpt.history(), ckpt.entropy, ckpt.epoch
+        if ckpt.finished not in (None, "completed") or first_epoch >= run.epochs:
+            ckpt.restore_model(net)  # a finished run: exactly what its fit returned
+            if dist is not None:
+                dist.finish()
+            return history
+    if net._be.mutable:
+        runner: Any = EagerEpochs(net, data, run.loss, optimizer, run.batch_size, dist)
+    else:
+        from flatnet_xp.compiled import CompiledEpochs
+
+        runner = CompiledEpochs(net, data, run.loss, optimizer, run.batch_size)
+    reason = _train(net, data, val, run, optimizer, dist, runner, history, stopper, entropy, first_epoch, signature)
+    live = None
+    if stopper is not None:
+        live = net._be.ops.copy(net.params) if run.checkpoint is not None else None
+        if not stopper.restore(net):
+            live = None
+        history.best_epoch = stopper.best_epoch
+    history.stopped_early = reason not in (None, "completed")
+    if run.checkpoint is not None and rank == 0:
+        from flatnet_xp.persistence import save_checkpoint
+
+        save_checkpoint(
+            run.checkpoint,
+            net,
+            optimizer,
+            history.epochs,
+            entropy,
+            history,
+            stopper,
+            signature,
+            reason or "completed",
+            live,
+        )
+    return history
+
+
+def _train(
+    net: FlatMLP,
+    data: Dataset,
+    val: Dataset | None,
+    run: _Run,
+    optimizer: Optimizer,
+    dist: Any,
+    runner: Any,
+    history: History,
+    stopper: _EarlyStopping | None,
+    entropy: int,
+    first_epoch: int,
+    signature: dict[str, Any],
+) -> str | None:
+    """The epochs of ``fit``; returns why training ended (a :data:`~flatnet_xp.persistence.FINISH_REASONS` entry)."""
+    rank = 0 if dist is None else dist.rank
     bar: _Progress | None = None
+    reason = None
     # Overflow on the way to a divergence is reported once, as DivergenceError, not as NumPy warnings.
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
         try:
-            if resume is not None:  # inside the try: a rank that cannot resume tells the others
-                from flatnet_xp.persistence import restore_checkpoint
-
-                first_epoch, history, entropy = restore_checkpoint(resume, net, optimizer, stopper)
-            bar = _Progress(show and rank == 0, epochs, first_epoch, loop.n_batches)
-            for epoch in range(first_epoch, epochs):
+            bar = _Progress(run.show and rank == 0, run.epochs, first_epoch, runner.n_batches)
+            for epoch in range(first_epoch, run.epochs):
                 t0 = time.perf_counter()
-                order = _epoch_order(entropy, rank, epoch, data.n) if shuffle else None
-                losses = loop.run(epoch, order, bar)
+                order = _epoch_order(entropy, rank, epoch, data.n) if run.shuffle else None
+                losses = runner.run(epoch, order, bar)
                 history.batch_loss.extend(losses.tolist())
-                history.loss.append(float(losses @ loop.batch_sizes) / data.n)
-                stop = _end_of_epoch(net, history, val, loss_fn, stopper, dist)
+                history.loss.append(float(losses @ runner.batch_sizes) / data.n)
+                reason = _end_of_epoch(net, history, val, run.loss, stopper, optimizer, dist)
                 history.epoch_time.append(time.perf_counter() - t0)
                 bar.end_epoch(history)
-                for cb in cbs:
-                    stop = (cb(net, history) is True) or stop
+                for cb in run.callbacks:
+                    if cb(net, history) is True and reason is None:
+                        reason = "callback"
                 if dist is not None:
-                    stop = dist.any(stop)
-                last = stop or epoch + 1 == epochs
-                if checkpoint is not None and rank == 0 and ((epoch + 1) % checkpoint_every == 0 or last):
+                    reason = "callback" if dist.any(reason is not None) and reason is None else reason
+                last = reason is not None or epoch + 1 == run.epochs
+                if run.checkpoint is not None and rank == 0 and (epoch + 1) % run.checkpoint_every == 0 and not last:
                     from flatnet_xp.persistence import save_checkpoint
 
-                    save_checkpoint(checkpoint, net, optimizer, epoch + 1, entropy, history, stopper)
+                    save_checkpoint(run.checkpoint, net, optimizer, epoch + 1, entropy, history, stopper, signature)
                 if dist is not None and last:
                     dist.finish()
-                if stop:
-                    history.stopped_early = epoch + 1 < epochs
+                if reason is not None:
                     break
+            else:
+                reason = "completed" if run.epochs > first_epoch else reason
         except BaseException as exc:
             if dist is not None and not isinstance(exc, DivergenceError):
                 dist.fail(exc)
@@ -262,77 +488,122 @@ def fit(
         finally:
             if bar is not None:
                 bar.close()
-    if stopper is not None:
-        stopper.restore(net)
-        history.best_epoch = stopper.best_epoch
-    net.history_ = history
-    return history
+    return reason
 
 
-class _EpochLoop:
-    """The steps of one epoch: gather a batch, loss and gradient, (all-reduce,) check, update.
+class EagerEpochs:
+    """The steps of one epoch on a mutable backend: gather a batch, loss and gradient, (all-reduce,)
+    update, check.
 
-    On the host every step's loss is checked before its update. On a GPU the losses stay on the
-    device and are checked once per epoch (no host synchronisation per step); a divergence then
-    restores the parameters of the epoch's start, kept in one flat snapshot.
+    Every step's update returns a finiteness check of what it wrote (:meth:`Optimizer.step`). On
+    the host (NumPy, PyTorch CPU, array-api-strict) each step's loss and check are read at once; a
+    non-finite one restores the parameters and optimizer state of the epoch's start, kept in one flat
+    snapshot, and replays the epoch's steps up to the failing one, so the network ends exactly where
+    it was before that step. On a GPU the values stay on the device and are read once per epoch (no
+    host synchronisation per step); a divergence then restores the epoch's start.
     """
 
-    def __init__(self, net: FlatMLP, data: Any, loss_fn: Any, optimizer: Optimizer, batch_size: int, dist: Any):
-        self.net, self.data, self.loss_fn, self.optimizer, self.dist = net, data, loss_fn, optimizer, dist
+    def __init__(self, net: FlatMLP, data: Dataset, loss: Loss, optimizer: Optimizer, batch_size: int, dist: Any):
+        self.net, self.data, self.loss, self.optimizer, self.dist = net, data, loss, optimizer, dist
         self.batch_size = batch_size
         n = data.n
         self.n_batches = -(-n // batch_size)
         self.batch_sizes = np.minimum(batch_size, n - np.arange(self.n_batches) * batch_size).astype(np.float64)
         be, xp = net._be, net.xp
         self.lazy = be.is_gpu
-        self.snapshot = xp.asarray(net.params, copy=True) if self.lazy else None
-        self.dev_losses: Any = xp.zeros(self.n_batches, dtype=xp.float64, device=be.device) if self.lazy else None
+        net.grads  # noqa: B018 - allocates the gradient buffer and its views
+        self._grad_views = net._grad_views
+        self._ws = {m: F.Workspace(net._spec, m) for m in {min(batch_size, n), n - (self.n_batches - 1) * batch_size}}
+        self._snapshot: dict[str, Any] | None = None
+        if self.lazy:
+            self.dev_losses = xp.zeros(self.n_batches, dtype=xp.float64, device=be.device)
+            self.dev_checks = xp.zeros(self.n_batches, dtype=xp.float64, device=be.device)
         self.host_losses = np.zeros(self.n_batches)
+
+    def _step(self, step: int, order: np.ndarray | None) -> tuple[Any, Any]:
+        """One step: returns the (averaged) batch loss and the update's finiteness check."""
+        net, bs = self.net, self.batch_size
+        lo = step * bs
+        hi = min(lo + bs, self.data.n)
+        x, y, sw = self.data.batch(slice(lo, hi) if order is None else order[lo:hi])
+        value, _ = F.loss_and_grad(net._spec, net._views, x, y, sw, self.loss, self._ws[hi - lo], self._grad_views)
+        if self.dist is not None:
+            value = self.dist.allreduce_step(net, value)
+        return value, self.optimizer.step(net)
+
+    def _take_snapshot(self) -> None:
+        ops, opt = self.net._be.ops, self.optimizer
+        snap = self._snapshot
+        if snap is None:
+            snap = self._snapshot = {"params": ops.copy(self.net.params)}
+            snap.update({f"opt.{k}": ops.copy(v) for k, v in opt.state.items()})
+        else:
+            ops.copy(self.net.params, snap["params"])
+            for k, v in opt.state.items():
+                ops.copy(v, snap[f"opt.{k}"])
+        snap["t"] = opt.t
+
+    def _restore_snapshot(self) -> None:
+        assert self._snapshot is not None
+        ops, opt, snap = self.net._be.ops, self.optimizer, self._snapshot
+        ops.copy(snap["params"], self.net.params)
+        for k, v in opt.state.items():
+            ops.copy(snap[f"opt.{k}"], v)
+        opt.t = snap["t"]
+
+    def _all_finite(self) -> bool:
+        xp = self.net.xp
+        bufs = [self.net.params, *self.optimizer.state.values()]
+        return all(bool(xp.all(xp.isfinite(b))) for b in bufs)
 
     def run(self, epoch: int, order: np.ndarray | None, bar: _Progress) -> np.ndarray:
         """Train one epoch in ``order`` (None: data order); returns each step's loss (host array)."""
-        net, data, loss_fn, optimizer, dist = self.net, self.data, self.loss_fn, self.optimizer, self.dist
-        n, batch_size, lazy, host_losses = data.n, self.batch_size, self.lazy, self.host_losses
+        lazy, host_losses, isfinite = self.lazy, self.host_losses, math.isfinite
         bar.start_epoch(epoch)
-        if lazy:
-            net._be.ops.copy(net.params, out=self.snapshot)
+        self._take_snapshot()
         for step in range(self.n_batches):
-            lo = step * batch_size
-            hi = min(lo + batch_size, n)
-            x, y = data.batch(slice(lo, hi) if order is None else order[lo:hi])
-            # One probe carries the loss and the gradient's finiteness: NaN/inf in either makes it
-            # non-finite, and it equals the loss exactly when both are finite.
-            value, probe = net._loss_and_grad_probe(x, y, loss_fn)
-            if dist is not None:
-                probe = dist.allreduce_step(net, probe)
+            try:
+                value, check = self._step(step, order)
+            except RemoteRankError:
+                self._restore_snapshot()  # steps after the remote failure used a partial gradient
+                raise
             if lazy:
-                self.dev_losses[step] = probe
+                self.dev_losses[step] = value
+                self.dev_checks[step] = check
             else:
-                lv = float(probe)
-                if not math.isfinite(lv):
-                    raise DivergenceError(
-                        f"non-finite loss or gradient at epoch {epoch}, step {step} (loss {float(value)!r}); "
-                        "the network keeps the weights from before this step: lower the learning rate "
-                        "or set clip_norm",
-                        epoch,
-                        step,
-                    )
+                lv = float(value)
+                if not (isfinite(lv) and isfinite(float(check))) and not (isfinite(lv) and self._all_finite()):
+                    self._diverged(epoch, step, order, lv)
                 host_losses[step] = lv
-            optimizer.step(net)
             if bar.enabled and step % bar.stride == 0:
                 bar.batches(step + 1, None if lazy else lv)
         if lazy:
             host_losses[:] = np.asarray(to_numpy(self.dev_losses), dtype=np.float64)
-            if not np.all(np.isfinite(host_losses)):
-                net._be.ops.copy(self.snapshot, out=net.params)
-                bad = int(np.argmin(np.isfinite(host_losses)))
+            checks_ok = bool(np.all(np.isfinite(np.asarray(to_numpy(self.dev_checks)))))
+            if not np.all(np.isfinite(host_losses)) or not (checks_ok or self._all_finite()):
+                self._restore_snapshot()
+                bad = int(np.argmin(np.isfinite(host_losses))) if not np.all(np.isfinite(host_losses)) else 0
                 raise DivergenceError(
-                    f"non-finite loss or gradient at epoch {epoch}, step {bad}; the weights were restored "
-                    "to those at the start of this epoch (the optimizer state was not)",
-                    epoch,
-                    bad,
+                    f"non-finite loss, gradient or update at epoch {epoch + 1}, step {bad + 1}; the parameters and "
+                    "optimizer state were restored to those at the start of this epoch: lower the learning rate "
+                    "or set clip_norm",
+                    epoch + 1,
+                    bad + 1,
                 )
         return host_losses
+
+    def _diverged(self, epoch: int, step: int, order: np.ndarray | None, loss_value: float) -> None:
+        """Restore the state before ``step`` (snapshot + replay of the steps before it) and raise."""
+        what = "loss" if not math.isfinite(loss_value) else "gradient or update"
+        self._restore_snapshot()
+        for s in range(step):
+            self._step(s, order)
+        raise DivergenceError(
+            f"non-finite {what} at epoch {epoch + 1}, step {step + 1} (loss {loss_value!r}); the parameters and "
+            "optimizer state are those from before this step: lower the learning rate or set clip_norm",
+            epoch + 1,
+            step + 1,
+        )
 
 
 def fresh_entropy() -> int:
@@ -341,7 +612,7 @@ def fresh_entropy() -> int:
 
 
 def _epoch_order(entropy: int, rank: int, epoch: int, n: int) -> np.ndarray:
-    """The sample order of one epoch: a stream of its own per (rank, epoch), derived from ``entropy``.
+    """The sample order of ``epoch`` on ``rank``, from the shuffle entropy alone.
 
     Deriving each epoch's permutation (rather than advancing one generator) makes the whole shuffle
     state a single integer, so a resumed run, in any process on any rank, draws the same orders.
@@ -350,18 +621,32 @@ def _epoch_order(entropy: int, rank: int, epoch: int, n: int) -> np.ndarray:
 
 
 def _end_of_epoch(
-    net: FlatMLP, history: History, val: Any, loss_fn: Any, stopper: _EarlyStopping | None, dist: Any
-) -> bool:
-    """Validation metrics and early stopping for the epoch just finished; True to stop."""
+    net: FlatMLP,
+    history: History,
+    val: Dataset | None,
+    loss: Loss,
+    stopper: _EarlyStopping | None,
+    optimizer: Optimizer,
+    dist: Any,
+) -> str | None:
+    """Validation metrics, early stopping and plateau schedules for the epoch just finished;
+    returns the reason to stop, or None."""
     monitored = history.loss[-1]
     if val is not None:
-        v_loss, v_acc = mean_over_batches(net, val, loss_fn, 4096)
+        scores = evaluate_dataset(net, val, loss, EVAL_BATCH, r2=not loss.classification)
+        v_loss, v_acc, v_score = scores.loss, scores.accuracy, scores.score(loss)
         if dist is not None:
             v_loss, v_acc = dist.mean_pair(v_loss, v_acc)
+            v_score = v_acc if loss.classification else dist.mean_pair(v_score, math.nan)[0]
         history.val_loss.append(v_loss)
-        if loss_fn.name in CLASSIFICATION_LOSSES:
+        history.val_score.append(v_score)
+        if loss.classification:
             history.val_accuracy.append(v_acc)
         monitored = v_loss
-    if stopper is None:
-        return False
-    return stopper.update(net, monitored, len(history.loss) - 1)
+    reason = None
+    end_epoch = getattr(optimizer.lr, "end_epoch", None)
+    if end_epoch is not None and end_epoch(monitored):
+        reason = "schedule"
+    if stopper is not None and stopper.update(net, monitored, history.epochs):
+        reason = reason or "early_stopping"
+    return reason
