@@ -27,7 +27,13 @@ BACKEND_PARAMS = [
     pytest.param(
         name, id=short, marks=pytest.mark.skipif(bool(reason := backend_unavailable(name)), reason=reason or "")
     )
-    for name, short in (("numpy", "numpy"), ("array_api_strict", "strict"), ("torch", "torch"), ("cupy", "cupy"))
+    for name, short in (
+        ("numpy", "numpy"),
+        ("array_api_strict", "strict"),
+        ("torch", "torch"),
+        ("cupy", "cupy"),
+        ("jax", "jax"),
+    )
 ]
 
 

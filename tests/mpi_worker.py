@@ -113,6 +113,25 @@ elif mode == "failure":
         result(error=f"RemoteRankError: {exc}")
     except RuntimeError as exc:
         result(error=f"RuntimeError: {exc}")
+elif mode == "failure-mid-epoch":
+    X, Y = shards()
+    net = fx.FlatMLP([5, 3], "identity", dtype="float64", seed=0)
+    start = net.params.copy()
+
+    def schedule(t):
+        if rank == 1 and t == 7:  # raised inside a step, between two of the epoch's collectives
+            raise RuntimeError("boom on rank 1 at step 7")
+        return 0.1
+
+    try:
+        net.fit(X[rank], Y[rank], epochs=5, batch_size=2, optimizer=fx.SGD(lr=schedule), loss="cross_entropy",
+                shuffle=False, progress=False, comm=comm)  # fmt: skip
+        result(error=None)
+    except RemoteRankError as exc:
+        result(error=f"RemoteRankError: {exc}", params_finite=bool(np.all(np.isfinite(net.params))),
+               restored_epoch_start=bool(np.array_equal(net.params, start)))  # fmt: skip
+    except RuntimeError as exc:
+        result(error=f"RuntimeError: {exc}")
 elif mode == "checkpoint":
     X, Y = shards()
     net = fx.FlatMLP([5, 3], "identity", dtype="float64", seed=0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -25,22 +26,26 @@ pytestmark = [
 ]
 
 
-def run_ranks(mode: str, tmp_path: Path, n: int = 2) -> list[dict]:
+def run_ranks(mode: str, tmp_path: Path, n: int = 2, sync_every: int | None = None) -> list[dict]:
+    env = dict(os.environ)
+    if sync_every is not None:  # what GPU ranks do: read the control flags every few steps only
+        env["FLATNET_XP_SYNC_EVERY"] = str(sync_every)
     proc = subprocess.run(
         [MPIEXEC, "-n", str(n), sys.executable, str(HERE / "mpi_worker.py"), mode, str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=180,
         cwd=HERE.parent,
+        env=env,
     )
     results = [tmp_path / f"rank{r}.json" for r in range(n)]
     assert all(p.exists() for p in results), f"rc={proc.returncode}\n{proc.stdout}\n{proc.stderr}"
     return [json.loads(p.read_text()) for p in results]
 
 
-@pytest.mark.parametrize("opt_name", ["sgd", "adam"])
-def test_two_ranks_equal_one_process_with_the_concatenated_batches(opt_name, tmp_path):
-    ranks = run_ranks(f"equivalence-{opt_name}", tmp_path)
+@pytest.mark.parametrize(("opt_name", "sync_every"), [("sgd", None), ("adam", None), ("adam", 4)])
+def test_two_ranks_equal_one_process_with_the_concatenated_batches(opt_name, sync_every, tmp_path):
+    ranks = run_ranks(f"equivalence-{opt_name}", tmp_path, sync_every=sync_every)
     assert all(r["same_on_all_ranks"] for r in ranks)
     np.testing.assert_array_equal(ranks[0]["params"], ranks[1]["params"])
     rng = np.random.default_rng(0)
@@ -89,3 +94,11 @@ def test_only_rank_zero_writes_the_checkpoint(tmp_path):
     assert all(r["exists"] for r in ranks) and ranks[0]["leftovers"] == []
     meta = fx.persistence.read_file(tmp_path / "ckpt.safetensors")[0]
     assert meta["epoch"] == 2
+
+
+@pytest.mark.parametrize("sync_every", [1, 5])
+def test_a_rank_failing_mid_epoch_never_hangs_the_others(tmp_path, sync_every):
+    r0, r1 = run_ranks("failure-mid-epoch", tmp_path, sync_every=sync_every)
+    assert r1["error"] == "RuntimeError: boom on rank 1 at step 7"
+    assert r0["error"].startswith("RemoteRankError: another MPI rank raised")
+    assert r0["params_finite"] and r0["restored_epoch_start"]  # steps after the failure are undone

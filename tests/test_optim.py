@@ -65,7 +65,7 @@ def test_optimizer_matches_torch_optim_step_by_step(xp, case):
     )
     data = net._dataset(X, Y, "mse")
     for step in range(6):
-        x, y = data.batch(slice(3 * step, 3 * step + 5))
+        x, y, _ = data.batch(slice(3 * step, 3 * step + 5))
         net._loss_and_grad(x, y, LOSSES["mse"])
         g = to_numpy(net.grads)
         tw.grad, tb.grad = torch.tensor(g[: net.layout.w_len]), torch.tensor(g[net.layout.w_len :])

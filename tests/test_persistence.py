@@ -232,7 +232,9 @@ def test_a_save_killed_at_any_moment_leaves_a_complete_file(tmp_path):
         params = fx.FlatMLP.load(path).params
         assert any(np.array_equal(params, e) for e in expected), f"trial {trial}: a mixed or partial file"
     leftovers = [p.name for p in tmp_path.iterdir() if p.name != "model.safetensors"]
-    assert all(name.endswith(".tmp") for name in leftovers)  # only a killed writer's temp file
+    assert all(name.startswith(".model.safetensors.flatnet-tmp-") for name in leftovers)  # a killed writer's
+    small_net().save(path)  # the next successful save removes them
+    assert [p.name for p in tmp_path.iterdir()] == ["model.safetensors"]
 
 
 def test_a_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path, monkeypatch):
@@ -250,97 +252,6 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path, monkeypa
     assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]
 
 
-RESUMER = textwrap.dedent(
-    """
-    import sys, json, numpy as np, flatnet_xp as fx
-    mode, ckpt, out, epochs = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-    rng = np.random.default_rng(0)
-    X = rng.normal(size=(96, 5)); y = rng.integers(0, 3, size=96)
-    Xv = rng.normal(size=(30, 5)); yv = rng.integers(0, 3, size=30)
-    net = fx.FlatMLP([5, 16, 3], ["relu", "identity"], dtype="float64", seed=1)
-    kw = dict(epochs=epochs, batch_size=7, loss="cross_entropy", optimizer=fx.Adam(lr=fx.Cosine(0.02, 100)),
-              seed=5, validation_data=(Xv, yv), patience=50, progress=False, checkpoint=ckpt)
-    if mode == "resume":
-        kw["resume"] = ckpt
-    hist = net.fit(X, y, **kw)
-    np.save(out, net.params)
-    with open(out + ".json", "w") as fh:
-        json.dump(hist.to_dict(), fh)
-    """
-)
-
-
-def _run(*args: str) -> None:
-    subprocess.run([sys.executable, "-c", RESUMER, *args], check=True, cwd=ROOT, timeout=120)
-
-
-@pytest.mark.slow
-def test_resume_in_a_new_process_is_bit_identical_to_an_uninterrupted_run(tmp_path):
-    straight, interrupted = str(tmp_path / "straight.npy"), str(tmp_path / "resumed.npy")
-    _run("fresh", str(tmp_path / "a.ckpt"), straight, "8")
-    _run("fresh", str(tmp_path / "b.ckpt"), str(tmp_path / "first_half.npy"), "3")  # the "crash" after epoch 3
-    _run("resume", str(tmp_path / "b.ckpt"), interrupted, "8")
-    np.testing.assert_array_equal(np.load(straight), np.load(interrupted))
-    h1 = json.loads(Path(straight + ".json").read_text())
-    h2 = json.loads(Path(interrupted + ".json").read_text())
-    for key in ("loss", "batch_loss", "val_loss", "val_accuracy"):
-        assert h1[key] == h2[key], key
-
-
-def _train(tmp_path, **kw):
-    rng = np.random.default_rng(0)
-    X, Y = rng.normal(size=(20, 3)), rng.normal(size=(20, 2))
-    net = small_net()
-    hist = net.fit(X, Y, batch_size=5, progress=False, **({"optimizer": fx.SGD(lr=0.1, momentum=0.9)} | kw))
-    return net, hist, X, Y
-
-
-def test_checkpoint_is_written_every_n_epochs_and_after_the_last(tmp_path):
-    ckpt = tmp_path / "c.ckpt"
-    seen = []
-    _train(
-        tmp_path,
-        epochs=5,
-        checkpoint=ckpt,
-        checkpoint_every=2,
-        callbacks=lambda n, h: seen.append(read_file(ckpt)[0]["epoch"] if ckpt.exists() else None),
-    )
-    assert seen == [None, None, 2, 2, 4]
-    assert read_file(ckpt)[0]["epoch"] == 5
-
-
-def test_a_checkpoint_loads_as_a_model(tmp_path):
-    net, _, X, _ = _train(tmp_path, epochs=2, checkpoint=tmp_path / "c.ckpt")
-    assert_close(fx.FlatMLP.load(tmp_path / "c.ckpt").forward(X), net.forward(X), rtol=0)
-
-
-def test_resume_with_another_network_is_refused(tmp_path):
-    _train(tmp_path, epochs=2, checkpoint=tmp_path / "c.ckpt")
-    other = fx.FlatMLP([3, 6, 2], ["tanh", "identity"], dtype="float64")
-    with pytest.raises(ValueError, match=r"resume: checkpoint .* is for network"):
-        other.fit(
-            np.zeros((4, 3)),
-            np.zeros((4, 2)),
-            epochs=3,
-            optimizer=fx.SGD(lr=0.1, momentum=0.9),
-            resume=tmp_path / "c.ckpt",
-            progress=False,
-        )
-
-
-def test_resume_with_another_optimizer_type_is_refused(tmp_path):
-    _train(tmp_path, epochs=2, checkpoint=tmp_path / "c.ckpt")
-    with pytest.raises(ValueError, match="written with optimizer 'sgd', not 'adam'"):
-        small_net().fit(
-            np.zeros((4, 3)),
-            np.zeros((4, 2)),
-            epochs=3,
-            optimizer=fx.Adam(),
-            resume=tmp_path / "c.ckpt",
-            progress=False,
-        )
-
-
 def test_resume_from_a_model_file_is_refused(model_file):
     with pytest.raises(fx.ModelFileError, match="not a checkpoint"):
         small_net().fit(
@@ -353,8 +264,8 @@ def test_to_moves_a_copy_between_backends(xp):
     moved = net.to(xp, dtype="float32")
     assert moved.backend == xp and moved.dtype_name == "float32"
     assert_close(moved.params, net.params.astype(np.float32), rtol=0)
-    moved.w[0] = 123.0
-    assert net.w[0] != 123.0
+    net.w[0] = 123.0
+    assert float(moved.w[0]) != 123.0  # an independent copy
 
 
 def test_torch_exchange_in_both_directions_gives_identical_outputs():
@@ -363,7 +274,8 @@ def test_torch_exchange_in_both_directions_gives_identical_outputs():
     X = np.random.default_rng(0).normal(size=(7, 4))
     seq = net.to_torch()
     assert [type(m).__name__ for m in seq] == ["Linear", "ReLU", "Linear", "LeakyReLU", "Linear"]
-    np.testing.assert_array_equal(seq(torch.tensor(X)).detach().numpy(), to_numpy(net.forward(X)))
+    # same weights, different GEMM kernels: equal to the last bit or two
+    np.testing.assert_allclose(seq(torch.tensor(X)).detach().numpy(), to_numpy(net.forward(X)), rtol=1e-14, atol=1e-15)
     back = fx.FlatMLP.from_torch(seq)
     assert back.activations == net.activations
     np.testing.assert_array_equal(back.params, net.params)

@@ -36,8 +36,10 @@ def net_and_data(backend: str = "numpy"):
         ({"activations": 3}, TypeError, "activations: expected a name or a list"),
         ({"backend": "tensorflow"}, ValueError, r"backend: expected one of .*got 'tensorflow'"),
         ({"backend": 3.5}, TypeError, "backend: expected a name"),
-        ({"dtype": "int32"}, TypeError, r"dtype: expected one of \('float32', 'float64'\), got 'int32'"),
-        ({"dtype": "float16"}, TypeError, "dtype: expected one of"),
+        ({"dtype": "int32"}, TypeError, r"dtype: expected float32 or float64 .*got 'int32'"),
+        ({"dtype": "float16"}, TypeError, "dtype: expected float32 or float64"),
+        ({"dtype": int}, TypeError, "dtype: expected float32 or float64"),
+        ({"init": "xavier"}, ValueError, r"init: expected one of \['auto', 'glorot', 'he', 'torch', 'sklearn'\]"),
         ({"seed": -1}, ValueError, "seed: expected an integer >= 0, got -1"),
     ],
 )
@@ -89,13 +91,21 @@ def test_bad_data_for_fit(xp, change, error, match):
         ({"batch_size": 0}, ValueError, "batch_size: expected an integer >= 1, got 0"),
         ({"batch_size": 2.5}, TypeError, "batch_size: expected an integer >= 1, got float"),
         ({"epochs": -1}, ValueError, "epochs: expected an integer >= 0, got -1"),
-        ({"loss": "hinge"}, ValueError, r"loss: expected one of \['bce', 'cross_entropy', 'mse'\], got 'hinge'"),
-        ({"optimizer": "adam"}, TypeError, "optimizer: expected a flatnet_xp Optimizer"),
+        (
+            {"loss": "hinge"},
+            ValueError,
+            r"loss: expected one of \['bce', 'cross_entropy', 'mse', 'poisson'\] or a flatnet_xp Loss, got 'hinge'",
+        ),
+        ({"optimizer": "adam"}, TypeError, "optimizer: expected a flatnet_xp optimizer"),
         ({"shuffle": "yes"}, TypeError, "shuffle: expected a bool"),
         ({"patience": 0}, ValueError, "patience: expected an integer >= 1"),
         ({"min_delta": -1.0}, ValueError, "min_delta: expected a finite number"),
         ({"callbacks": [3]}, TypeError, "callbacks: expected a callable"),
-        ({"validation_data": np.zeros((3, 3))}, TypeError, "validation_data: expected a pair"),
+        (
+            {"validation_data": np.zeros((3, 3))},
+            TypeError,
+            r"validation_data: expected \(X_val, Y_val\) or \(X_val, Y_val, sample_weight_val\)",
+        ),
         ({"validation_data": (np.zeros((3, 4)), np.zeros((3, 2)))}, ValueError, r"X_val: expected 3 features"),
         ({"progress": "on"}, TypeError, "progress: expected True, False or None"),
         ({"checkpoint_every": 0}, ValueError, "checkpoint_every: expected an integer >= 1"),
@@ -192,7 +202,7 @@ def test_fit_does_not_modify_the_callers_arrays(xp):
 def test_fit_uses_data_in_the_networks_dtype_without_copying():
     net, X, Y = net_and_data()
     data = net._dataset(X, Y, "mse")
-    x, _ = data.batch(slice(0, 4))
+    x, _, _ = data.batch(slice(0, 4))
     assert np.shares_memory(x, X)
 
 
@@ -219,3 +229,103 @@ def test_fit_either_trains_or_refuses_cleanly(epochs, batch_size):
         with pytest.raises((TypeError, ValueError), match=r"epochs|batch_size"):
             net.fit(X, Y, epochs=epochs, batch_size=batch_size, optimizer=fx.SGD(lr=0.01), progress=False)
         np.testing.assert_array_equal(net.params, before)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: fx.SGD(np.float32(1e-3), momentum=np.float64(0.9), weight_decay=np.float32(1e-4)),
+        lambda: fx.Adam(np.float32(1e-3), betas=(np.float32(0.9), np.float64(0.999)), eps=np.float32(1e-8)),
+        lambda: fx.RMSprop(lr=np.float16(0.01), alpha=np.float32(0.9)),
+        lambda: fx.SGD(lr=np.int64(1)),
+        lambda: fx.SGD(fx.Cosine(np.float32(0.1), total_steps=np.int64(10), min_lr=np.float32(0.0))),
+        lambda: fx.LBFGS(max_iter=np.int64(10), tol=np.float32(1e-4)),
+    ],
+)
+def test_hyperparameters_accept_numpy_scalars(make):
+    opt = make()
+    net, X, Y = net_and_data()
+    net.fit(X, Y, epochs=1, optimizer=opt, progress=False)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.uint32, np.uint64])
+def test_unsigned_integer_class_labels_are_accepted(xp, dtype):
+    net = fx.FlatMLP([3, 4, 3], ["tanh", "identity"], backend=xp, dtype="float64", seed=0)
+    X = np.random.default_rng(0).normal(size=(6, 3))
+    labels = np.array([0, 1, 2, 2, 1, 0], dtype=dtype)
+    a = net.loss_and_grad(X, labels, loss="cross_entropy")
+    b = net.loss_and_grad(X, labels.astype(np.int64), loss="cross_entropy")
+    assert a[0] == b[0]
+
+
+def test_torch_tensors_that_require_grad_are_used_as_data():
+    torch = pytest.importorskip("torch")
+    net = fx.FlatMLP([3, 4, 2], ["tanh", "identity"], backend="torch", dtype="float64", seed=0)
+    X = torch.randn(8, 3, dtype=torch.float64, requires_grad=True)
+    Y = torch.randn(8, 2, dtype=torch.float64, requires_grad=True)
+    net.fit(X, Y, epochs=2, batch_size=4, optimizer=fx.SGD(0.1), progress=False)
+    assert net.predict(X).shape == (8, 2) and X.grad is None and X.requires_grad
+
+
+def test_torch_sparse_tensors_are_refused_with_how_to_convert():
+    torch = pytest.importorskip("torch")
+    net, _, Y = net_and_data()
+    X = torch.eye(10, 3, dtype=torch.float64).to_sparse()
+    with pytest.raises(TypeError, match=r"X: torch sparse tensors .* are not supported; pass X.to_dense\(\)"):
+        net.fit(X, Y, progress=False)
+
+
+@pytest.mark.parametrize("fmt", ["csr", "csc", "coo"])
+def test_scipy_sparse_features_train_like_dense_ones(xp, fmt):
+    sparse = pytest.importorskip("scipy.sparse")
+    net, X, Y = net_and_data(xp)
+    X[np.abs(X) < 0.8] = 0.0
+    dense_net = net.copy()
+    Xs = sparse.random(1, 1).asformat(fmt).__class__(X)
+    kw = dict(epochs=2, batch_size=3, optimizer=fx.SGD(lr=0.1), seed=1, progress=False)
+    net.fit(Xs, Y, **kw)
+    dense_net.fit(X, Y, **kw)
+    np.testing.assert_allclose(fx.to_numpy(net.params), fx.to_numpy(dense_net.params), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(fx.to_numpy(net.predict(Xs)), fx.to_numpy(net.predict(X)), rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize(
+    ("weights", "error", "match"),
+    [
+        (np.ones(9), ValueError, r"sample_weight: expected 10 weights \(one per sample\)"),
+        (-np.ones(10), ValueError, "sample_weight: expected finite non-negative weights"),
+        (np.full(10, np.nan), ValueError, "sample_weight: expected finite non-negative weights"),
+        (np.zeros(10), ValueError, "sample_weight: expected at least one positive weight"),
+        (np.ones((10, 1)), ValueError, "sample_weight: expected a 1-D array"),
+        ("heavy", TypeError, "sample_weight: expected a numeric array"),
+    ],
+)
+def test_bad_sample_weights(weights, error, match):
+    net, X, Y = net_and_data()
+    with pytest.raises(error, match=match):
+        net.fit(X, Y, sample_weight=weights, progress=False)
+
+
+@pytest.mark.parametrize(
+    ("loss", "Y", "match"),
+    [
+        ("poisson", -np.ones((10, 2)), r"Y: expected non-negative targets for loss='poisson', found -1.0"),
+        ("bce", np.full((10, 2), 2.0), r"Y: expected targets in \[0, 1\] for loss='bce', found 2.0"),
+    ],
+)
+def test_targets_outside_a_losss_range_are_refused(loss, Y, match):
+    net, X, _ = net_and_data()
+    with pytest.raises(ValueError, match=match):
+        net.fit(X, Y, loss=loss, progress=False)
+
+
+def test_integer_labels_with_the_default_mse_loss_say_to_use_cross_entropy():
+    net, X, _ = net_and_data()
+    with pytest.raises(ValueError, match=r"looks like class labels: use loss='cross_entropy'.*FlatMLPClassifier"):
+        net.fit(X, np.arange(10) % 2, progress=False)
+
+
+def test_a_single_one_dimensional_sample_says_how_to_reshape():
+    net, X, _ = net_and_data()
+    with pytest.raises(ValueError, match=r"for one sample pass X.reshape\(1, -1\)"):
+        net.predict(X[0])
