@@ -73,6 +73,7 @@ html_theme_options = {
     "footer_end": ["sphinx-version"],
 }
 html_show_sourcelink = False
+html_copy_source = False
 
 
 # -- Docstrings inherited from scikit-learn ---------------------------------------------------------
