@@ -6,7 +6,12 @@ Needs ``pip install -e '.[docs]'``. The tutorial pages are executed at build tim
 
 from __future__ import annotations
 
+import inspect
 import re
+import sys
+
+from sphinx.errors import PycodeError
+from sphinx.pycode import ModuleAnalyzer
 
 import flatnet_xp
 
@@ -96,6 +101,33 @@ def _skip_routing(app, what, name, obj, skip, options):
     return None
 
 
+def _data_docstring(app, what, name, obj, options, lines):
+    """Docstrings of module constants.
+
+    A constant re-exported from another module (``flatnet_xp.BACKENDS`` is defined in
+    ``flatnet_xp._compat``) gets the ``#:`` doc comment of its definition; a constant without one
+    would show its type's docstring (``int``'s, ``str``'s), so it shows only its value instead.
+    """
+    if what not in ("data", "attribute"):
+        return
+    type_doc = inspect.getdoc(type(obj)) or ""
+    if lines and "\n".join(lines).strip() != type_doc.strip():
+        return  # a doc comment of its own
+    lines.clear()
+    short = name.rpartition(".")[2]
+    for modname in sorted(m for m in sys.modules if m == "flatnet_xp" or m.startswith("flatnet_xp.")):
+        if getattr(sys.modules[modname], short, None) is not obj:
+            continue
+        try:
+            docs = ModuleAnalyzer.for_module(modname).find_attr_docs()
+        except PycodeError:
+            continue
+        if ("", short) in docs:
+            lines.extend(line.rstrip("\n") for line in docs[("", short)])
+            return
+
+
 def setup(app):
     app.connect("autodoc-process-docstring", _sklearn_docstring)
+    app.connect("autodoc-process-docstring", _data_docstring, priority=100)  # before numpydoc
     app.connect("autodoc-skip-member", _skip_routing)
