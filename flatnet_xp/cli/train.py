@@ -1,11 +1,11 @@
-"""``flatnet-xp train``: train a network on a .npz or .csv file and save it as safetensors."""
+"""``flatnet-xp train``: train a network on a CSV or ``.npz`` table and save it with its preprocessing."""
 
 from __future__ import annotations
 
 import argparse
 import math
 import sys
-from collections.abc import Callable
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,181 +13,316 @@ import numpy as np
 
 from flatnet_xp._compat import BACKENDS
 from flatnet_xp.activations import ACTIVATIONS
+from flatnet_xp.cli._common import (
+    CliError,
+    check_backend,
+    check_output,
+    have_module,
+    int_at_least,
+    number_in,
+    refuse_same_file,
+)
 from flatnet_xp.losses import LOSSES
 from flatnet_xp.optim import OPTIMIZERS
 
-__all__ = ["add_train_parser", "load_table", "run_train"]
+__all__ = ["add_parser", "run", "split_indices"]
+
+_TASK_OF_LOSS = {"mse": "regress", "cross_entropy": "classify", "bce": "classify"}
 
 
-def load_table(path: str | Path, target: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Features and targets from ``.npz`` (arrays ``X`` and ``y``/``Y``; pickles refused) or ``.csv``.
-
-    A CSV holds numbers separated by commas, optionally under one header row; the target is the
-    last column, or the column named (or numbered) by ``target``.
-
-    Raises
-    ------
-    ValueError
-        Unknown extension, missing arrays, non-numeric cells, ragged rows.
-    """
-    p = Path(path)
-    suffix = p.suffix.lower()
-    if suffix == ".npz":
-        try:
-            with np.load(p, allow_pickle=False) as z:
-                names = set(z.files)
-                x_name = "X" if "X" in names else "x" if "x" in names else None
-                y_name = next((n for n in ("y", "Y") if n in names), None)
-                if x_name is None or y_name is None:
-                    raise ValueError(f"--data {p}: expected arrays 'X' and 'y' in the .npz, found {sorted(names)}")
-                return z[x_name], z[y_name]
-        except ValueError as exc:
-            if "--data" in str(exc):
-                raise
-            raise ValueError(f"--data {p}: not a readable .npz of numeric arrays ({exc})") from None
-        except (OSError, EOFError) as exc:
-            raise ValueError(f"--data {p}: not a readable .npz file ({exc})") from None
-    if suffix == ".csv":
-        with open(p, encoding="utf-8") as fh:
-            first = fh.readline()
-        cells = [c.strip() for c in first.split(",")]
-        try:
-            [float(c) for c in cells]
-            header: list[str] | None = None
-        except ValueError:
-            header = cells
-        try:
-            table = np.loadtxt(p, delimiter=",", skiprows=1 if header else 0, ndmin=2, dtype=np.float64)
-        except ValueError as exc:
-            raise ValueError(f"--data {p}: expected a numeric CSV ({exc})") from None
-        col = table.shape[1] - 1
-        if target is not None:
-            if header and target in header:
-                col = header.index(target)
-            elif target.lstrip("-").isdigit() and -table.shape[1] <= int(target) < table.shape[1]:
-                col = int(target) % table.shape[1]
-            else:
-                raise ValueError(f"--target {target!r}: not a column of {p} (columns: {header or table.shape[1]})")
-        return np.delete(table, col, axis=1), table[:, col]
-    raise ValueError(f"--data {p}: expected a .npz or .csv file, got {suffix or 'no extension'!r}")
-
-
-def _layers(text: str) -> list[int]:
+def _widths(text: str, *, minimum_count: int) -> list[int]:
     try:
         sizes = [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 64,32,10, got {text!r}") from None
-    if len(sizes) < 2 or min(sizes) < 1:
-        raise argparse.ArgumentTypeError(f"expected at least two positive sizes like 64,32,10, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 64,32, got {text!r}") from None
+    if len(sizes) < minimum_count or any(s < 1 for s in sizes):
+        example = "64,32,10" if minimum_count > 1 else "64,32"
+        need = f"at least {minimum_count} " if minimum_count > 1 else ""
+        raise argparse.ArgumentTypeError(f"expected {need}positive sizes like {example}, got {text!r}")
     return sizes
 
 
-def _number(low: float, high: float, what: str, include_low: bool = False) -> Callable[[str], float]:
-    """An argparse type: a float in ``(low, high)``, or ``[low, high)`` with ``include_low``."""
-
-    def parse(text: str) -> float:
-        try:
-            v = float(text)
-        except ValueError:
-            v = math.nan
-        if not ((low <= v if include_low else low < v) and v < high):
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
-        return v
-
-    return parse
+def _layers(text: str) -> list[int]:
+    return _widths(text, minimum_count=2)
 
 
-def add_train_parser(sub: Any) -> None:
+def _hidden(text: str) -> list[int]:
+    if text.strip().lower() in ("none", ""):
+        return []
+    return _widths(text, minimum_count=1)
+
+
+_layers.__name__ = "layer sizes"
+_hidden.__name__ = "hidden sizes"
+
+
+def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "train",
-        help="train a network on a .npz or .csv file and save it",
-        description="Train a FlatMLP on tabular data and save it as one safetensors file. "
-        "--layers lists every width, input first (the input width must equal the number of features). "
-        "Hidden layers use --activation; the last layer is linear (logits) unless --output-activation says otherwise.",
+        help="train a network on a CSV or .npz table and save it (with its preprocessing)",
+        description="Train a FlatMLP on a table and save it as ONE safetensors file that also holds the "
+        "preprocessing (feature names, standardization, target name, task and class names), so that "
+        "`flatnet-xp predict` needs nothing else. Input and output widths come from the data; the task "
+        "(classification or regression) is inferred from the target column as scikit-learn's "
+        "type_of_target does and printed first. Hidden layers use --activation; the last layer is linear "
+        "(logits) unless --output-activation says otherwise.",
     )
-    p.add_argument("--data", required=True, help=".npz with arrays X and y, or a numeric .csv (target: last column)")
-    p.add_argument("--target", default=None, help="CSV target column (header name or index; default: last)")
-    p.add_argument("--layers", required=True, type=_layers, help="widths, input first, e.g. 64,32,10")
+    p.add_argument(
+        "--data",
+        required=True,
+        help="CSV (delimiter , ; tab or |; header optional) or .npz with arrays X and y",
+    )
+    p.add_argument("--target", default=None, help="CSV target column: header name or index (default: the last)")
+    arch = p.add_mutually_exclusive_group()
+    arch.add_argument(
+        "--hidden",
+        default=None,
+        type=_hidden,
+        help="hidden widths, e.g. 64,32 ('none' for no hidden layer; default 64)",
+    )
+    arch.add_argument(
+        "--layers",
+        default=None,
+        type=_layers,
+        help="every width, input first, e.g. 8,64,3 (must match the data)",
+    )
+    p.add_argument(
+        "--task",
+        default=None,
+        choices=["classify", "regress"],
+        help="override the inferred task",
+    )
+    p.add_argument(
+        "--loss",
+        default=None,
+        choices=sorted(LOSSES),
+        help="default: cross_entropy (classify) or mse (regress)",
+    )
     p.add_argument("--activation", default="relu", choices=sorted(ACTIVATIONS), help="hidden-layer activation")
     p.add_argument("--output-activation", default="identity", choices=sorted(ACTIVATIONS))
-    p.add_argument("--loss", default="mse", choices=sorted(LOSSES))
     p.add_argument("--optimizer", default="adam", choices=sorted(OPTIMIZERS))
-    p.add_argument(
-        "--lr",
-        default=1e-3,
-        type=_number(0.0, math.inf, "a positive number"),
-        help="learning rate (default %(default)s)",
-    )
-    p.add_argument("--epochs", default=20, type=int, help="default %(default)s")
-    p.add_argument("--batch-size", default=32, type=int, help="default %(default)s")
+    p.add_argument("--lr", default=1e-3, type=number_in(0.0, math.inf, "a positive number"), help="default %(default)s")
+    p.add_argument("--epochs", default=20, type=int_at_least(1), help="default %(default)s")
+    p.add_argument("--batch-size", default=32, type=int_at_least(1), help="default %(default)s")
     p.add_argument(
         "--val-split",
         default=0.2,
-        type=_number(0.0, 1.0, "a number in [0, 1)", include_low=True),
-        help="held-out fraction (default %(default)s)",
+        type=number_in(0.0, 1.0, "a number in [0, 1)", include_low=True),
+        help="held-out fraction, stratified for classification (default %(default)s)",
     )
-    p.add_argument("--patience", default=None, type=int, help="early stopping patience in epochs")
+    p.add_argument("--patience", default=None, type=int_at_least(1), help="early stopping patience in epochs")
+    p.add_argument(
+        "--no-standardize",
+        action="store_true",
+        help="use the features as they are (default: standardize each to mean 0, std 1)",
+    )
     p.add_argument("--backend", default="numpy", choices=sorted(BACKENDS))
-    p.add_argument("--device", default=None)
+    p.add_argument("--device", default=None, help="e.g. cuda for --backend torch")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    p.add_argument("--seed", default=0, type=int, help="initialisation, split and shuffle seed")
+    p.add_argument("--seed", default=0, type=int_at_least(0), help="initialisation, split and shuffle seed")
     p.add_argument("--out", default="model.safetensors", help="model file (default %(default)s)")
     p.add_argument("--plot", default=None, help="loss-curve PNG (default: beside --out)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.set_defaults(run=run_train)
+    p.add_argument("--no-plot", action="store_true", help="do not write the loss-curve PNG")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (one line per epoch instead)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no per-epoch lines")
+    p.set_defaults(run=run)
 
 
-def run_train(args: argparse.Namespace) -> int:
-    """Run ``flatnet-xp train``; exit status 2 with a one-line message for bad files or flags."""
+# ------------------------------------------------------------------------------------ pieces
+def split_indices(y: np.ndarray, stratify: bool, val_split: float, seed: int) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Training and validation row indices (sorted) and whether the split is stratified.
+
+    Stratified: each class with at least 2 rows gives ``round(val_split * count)`` of them to
+    validation (at least 1, and at most count - 1); single-row classes stay in training.
+    """
+    n = y.shape[0]
+    rng = np.random.default_rng(seed)
+    if val_split == 0.0:
+        return np.arange(n), np.arange(0), False
+    if stratify:
+        val_parts = []
+        for c in np.unique(y):
+            members = np.flatnonzero(y == c)
+            if members.shape[0] < 2:
+                continue
+            k = min(max(1, round(val_split * members.shape[0])), members.shape[0] - 1)
+            val_parts.append(rng.permutation(members)[:k])
+        val = np.sort(np.concatenate(val_parts)) if val_parts else np.arange(0)
+        return np.setdiff1d(np.arange(n), val), val, bool(val_parts)
+    order = rng.permutation(n)
+    k = min(round(val_split * n), n - 1)
+    return np.sort(order[k:]), np.sort(order[:k]), False
+
+
+def _shown(names: tuple[str, ...], limit: int = 10) -> str:
+    text = ", ".join(repr(n) for n in names[:limit])
+    return text + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
+
+
+def _task_and_loss(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    """The task asked for (by --task, or implied by --loss), and the loss asked for; conflicts refused."""
+    task, loss = args.task, args.loss
+    if loss is not None and task is not None and _TASK_OF_LOSS[loss] != task:
+        kind = "a classification" if _TASK_OF_LOSS[loss] == "classify" else "a regression"
+        raise CliError(f"--loss {loss} is {kind} loss, but --task {task} was given")
+    return task or (None if loss is None else _TASK_OF_LOSS[loss]), loss
+
+
+class _EpochLines:
+    """The per-epoch callback: one plain line per epoch (through tqdm.write when bars are shown)."""
+
+    def __init__(self, epochs: int, val: tuple[np.ndarray, np.ndarray] | None, loss: str, bars: bool, quiet: bool):
+        self.epochs, self.val, self.loss, self.quiet = epochs, val, loss, quiet
+        self.metric_name = "val_accuracy" if loss in ("cross_entropy", "bce") else "val_r2"
+        self.metric: list[float] = []
+        self.write = print
+        if bars:
+            from tqdm.auto import tqdm
+
+            self.write = tqdm.write
+
+    def __call__(self, net: Any, history: Any) -> None:
+        parts = [f"loss {history.loss[-1]:.6g}"]
+        if self.val is not None:
+            self.metric.append(net.score(self.val[0], self.val[1], loss=self.loss))
+            parts += [f"val_loss {history.val_loss[-1]:.6g}", f"{self.metric_name} {self.metric[-1]:.4f}"]
+        parts.append(f"{history.epoch_time[-1]:.2f} s")
+        if not self.quiet:
+            self.write(f"epoch {history.epochs}/{self.epochs}: " + ", ".join(parts))
+
+
+def _use_bars(args: argparse.Namespace) -> bool:
+    return not (args.no_progress or args.quiet) and sys.stderr.isatty() and have_module("tqdm")
+
+
+# ------------------------------------------------------------------------------------ the command
+def run(args: argparse.Namespace) -> int:
+    """Run ``flatnet-xp train``; raises CliError (status 2) for every mistake before any training."""
     import flatnet_xp as fx
+    from flatnet_xp.cli.data import read_training_table
+    from flatnet_xp.preprocessing import Preprocessing, infer_target
 
+    # 1. Everything that can be checked without reading the data: outputs, backend, flags.
+    out = check_output("--out", args.out)
+    plot: Path | None = None
+    if not args.no_plot:
+        plot = check_output("--plot", args.plot or str(out.with_suffix(".png")), png=True)
+        if args.plot is not None and not have_module("matplotlib"):
+            raise CliError("--plot: needs matplotlib: pip install 'flatnet_xp[plot]' (or use --no-plot)")
+    refuse_same_file(("--data", Path(args.data)), ("--out", out), ("--plot", plot))
+    check_backend(args.backend, args.device)
+    wanted_task, wanted_loss = _task_and_loss(args)
+
+    # 2. The data, the task and the split.
+    table = read_training_table(args.data, args.target)
+    X, names, target = table.X, table.feature_names, table.target_name or "y"
+    assert table.y is not None
     try:
-        X, y = load_table(args.data, args.target)
-        if X.ndim != 2 or X.shape[1] != args.layers[0]:
-            raise ValueError(
-                f"--layers: the first width must be the number of features, {X.shape[1] if X.ndim == 2 else X.shape}, "
-                f"got {args.layers[0]}"
+        tgt = infer_target(table.y, wanted_task, name=target)  # type: ignore[arg-type]
+    except ValueError as exc:
+        flag = f"--loss {wanted_loss}: " if wanted_loss else f"--task {wanted_task}: " if wanted_task else ""
+        raise CliError(f"{flag}{exc}") from None
+    reason = tgt.reason if wanted_task is None else f"--task {args.task}" if args.task else f"--loss {args.loss}"
+    loss = wanted_loss or ("cross_entropy" if tgt.task == "classify" else "mse")
+    classes = tgt.class_names
+    if loss == "bce" and classes is not None and len(classes) != 2:
+        raise CliError(f"--loss bce: needs exactly 2 classes, the target {target!r} has {len(classes)}")
+    n_out = 1 if tgt.task == "regress" or loss == "bce" else len(classes or ())
+    y = tgt.y.astype(np.float64) if loss == "bce" else tgt.y
+    if args.layers is not None:
+        if args.layers[0] != X.shape[1]:
+            raise CliError(
+                f"--layers: the first width must be the number of features, {X.shape[1]}, got {args.layers[0]}"
             )
-        if args.loss == "cross_entropy" and y.ndim == 1:
-            y = y.astype(np.int64) if np.all(np.isfinite(y) & (y == np.round(y))) else y
-        rng = np.random.default_rng(args.seed)
-        order = rng.permutation(X.shape[0])
-        n_val = round(args.val_split * X.shape[0])
-        val_idx, train_idx = order[:n_val], order[n_val:]
-        acts = [args.activation] * (len(args.layers) - 2) + [args.output_activation]
-        net = fx.FlatMLP(args.layers, acts, backend=args.backend, dtype=args.dtype, seed=args.seed, device=args.device)
-        opt = OPTIMIZERS[args.optimizer](lr=args.lr)
+        if args.layers[-1] != n_out:
+            raise CliError(f"--layers: the last width must be {n_out} for this target and loss, got {args.layers[-1]}")
+        sizes = list(args.layers)
+    else:
+        sizes = [X.shape[1], *([64] if args.hidden is None else args.hidden), n_out]
+    train_idx, val_idx, stratified = split_indices(tgt.y, tgt.task == "classify", args.val_split, args.seed)
+    if train_idx.shape[0] == 0:
+        raise CliError(f"--data {args.data}: no rows left for training")
+    prep = Preprocessing.fit_from(
+        X[train_idx],
+        names,
+        standardize=not args.no_standardize,
+        target_name=target,
+        task=tgt.task,
+        class_names=classes,
+    )
+    Xt, yt = prep.transform(X[train_idx]), y[train_idx]
+    val = (prep.transform(X[val_idx]), y[val_idx]) if val_idx.shape[0] else None
+
+    # 3. Say what will happen, then train.
+    print(f"data: {args.data}: {X.shape[0]} rows, {X.shape[1]} features ({table.description}); target {target!r}")
+    if tgt.task == "classify":
+        assert classes is not None
+        print(f"task: classification ({reason}), {len(classes)} classes {_shown(classes)}; loss {loss}")
+    else:
+        print(f"task: regression ({reason}), target in [{tgt.y.min():.6g}, {tgt.y.max():.6g}]; loss {loss}")
+    split = f"{train_idx.shape[0]} training rows, {val_idx.shape[0]} validation rows"
+    split += " (stratified)" if stratified else "" if val is not None else " (no validation)"
+    print(f"split: {split}; features {'standardized' if prep.standardized else 'used as they are'}")
+    acts = [args.activation] * (len(sizes) - 2) + [args.output_activation]
+    try:
+        net = fx.FlatMLP(sizes, acts, backend=args.backend, dtype=args.dtype, seed=args.seed, device=args.device)
+        optimizer = OPTIMIZERS[args.optimizer](lr=args.lr)
+    except (ValueError, TypeError) as exc:
+        raise CliError(str(exc)) from None
+    print(
+        f"network: {sizes} ({args.activation} hidden, {args.output_activation} output), {args.optimizer} "
+        f"lr {args.lr:g}, {args.epochs} epochs, batch {args.batch_size}, {args.backend} {args.dtype}"
+    )
+    bars = _use_bars(args)
+    lines = _EpochLines(args.epochs, val, loss, bars, args.quiet)
+    t0 = time.perf_counter()
+    try:
         hist = net.fit(
-            X[train_idx],
-            y[train_idx],
+            Xt,
+            yt,
             epochs=args.epochs,
             batch_size=args.batch_size,
-            optimizer=opt,
-            loss=args.loss,
+            optimizer=optimizer,
+            loss=loss,
             seed=args.seed,
-            validation_data=(X[val_idx], y[val_idx]) if n_val else None,
+            validation_data=val,
             patience=args.patience,
-            progress=False if args.no_progress else None,
+            callbacks=[lines],
+            progress=bars,
         )
-        net.save(args.out)
-    except (ValueError, TypeError, OSError, ImportError, RuntimeError) as exc:
-        print(f"flatnet-xp train: error: {exc}", file=sys.stderr)
-        return 2
-    summary = f"trained {net} for {hist.epochs} epochs: training loss {hist.loss[-1]:.6g}"
-    if hist.val_loss:
-        summary += f", validation loss {hist.val_loss[-1]:.6g}"
-    if hist.val_accuracy:
-        summary += f", validation accuracy {hist.val_accuracy[-1]:.4f}"
-    print(summary)
-    print(f"model written to {args.out}")
-    plot = args.plot or str(Path(args.out).with_suffix(".png"))
-    try:
-        fig = hist.plot(log_scale=True)
-    except ImportError:
-        print("(matplotlib is not installed: no loss-curve PNG)")
-    else:
-        from flatnet_xp._atomic import save_figure
+    except fx.DivergenceError as exc:
+        raise CliError(f"training diverged: {exc}", status=1) from None
+    except (ValueError, TypeError) as exc:
+        raise CliError(str(exc)) from None
+    elapsed = time.perf_counter() - t0
 
-        save_figure(fig, plot, dpi=110)
-        print(f"loss curve written to {plot}")
+    # 4. Save the model with its preprocessing, and the loss curve.
+    net.preprocessing = prep  # type: ignore[attr-defined]  # until FlatMLP declares it (persistence contract)
+    try:
+        net.save(out)
+    except OSError as exc:
+        raise CliError(f"--out {out}: could not write the model ({exc.strerror or exc})", status=1) from None
+    summary = f"trained for {hist.epochs} epochs in {elapsed:.2f} s: loss {hist.loss[-1]:.6g}"
+    if val is not None:
+        summary += f", val_loss {hist.val_loss[-1]:.6g}, {lines.metric_name} {lines.metric[-1]:.4f}"
+    if hist.stopped_early and hist.best_epoch is not None:
+        best = hist.best_epoch
+        summary += f"; stopped early, restored the weights of epoch {best + 1}"
+        if val is not None and len(hist.val_loss) > best:
+            summary += f" (val_loss {hist.val_loss[best]:.6g}, {lines.metric_name} {lines.metric[best]:.4f})"
+    print(summary)
+    print(f"model written to {out} (predict with: flatnet-xp predict --model {out} --data FILE)")
+    if plot is not None:
+        try:
+            fig = hist.plot(log_scale=True)
+        except ImportError:
+            print("(matplotlib is not installed: no loss-curve PNG; pip install 'flatnet_xp[plot]')")
+        else:
+            from flatnet_xp._atomic import save_figure
+
+            try:
+                save_figure(fig, plot, dpi=110)
+            except OSError as exc:
+                raise CliError(f"--plot {plot}: could not write the PNG ({exc.strerror or exc})", status=1) from None
+            print(f"loss curve written to {plot}")
     return 0
