@@ -343,6 +343,45 @@ def test_unreadable_csvs(tmp_path, content, message, capsys):
     assert message in one_error_line(capsys.readouterr().err, "train")
 
 
+def test_npz_problems(tmp_path, capsys):
+    X = np.arange(30.0).reshape(10, 3)
+    X[4, 1] = np.nan
+    np.savez(tmp_path / "nan.npz", X=X, y=np.arange(10.0))
+    np.savez(tmp_path / "noy.npz", X=np.ones((10, 3)))
+    np.savez(tmp_path / "ragged.npz", X=np.ones((10, 3)), y=np.ones(9))
+    np.savez(tmp_path / "text.npz", X=np.array([["a", "b"]] * 4), y=np.ones(4))
+    for name, message in (
+        ("nan.npz", "missing value (NaN) at data row 5, column 'x1'"),
+        ("noy.npz", "expected an array 'y' (targets)"),
+        ("ragged.npz", "y: expected shape (10,)"),
+        ("text.npz", "X: expected numbers"),
+    ):
+        assert train("--data", str(tmp_path / name), "--out", str(tmp_path / "m.st")) == 2
+        assert message in one_error_line(capsys.readouterr().err, "train")
+
+
+def test_npz_text_labels_train_and_predict(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 2))
+    np.savez(tmp_path / "t.npz", X=X, y=np.where(X[:, 0] > 0, "pos", "neg"), feature_names=np.array(["u", "v"]))
+    model = tmp_path / "t.st"
+    assert train("--data", str(tmp_path / "t.npz"), "--out", str(model), "--epochs", "2", "-q") == 0
+    prep = fx.FlatMLP.load(model).preprocessing
+    assert prep.feature_names == ("u", "v") and prep.class_names == ("neg", "pos") and prep.target_name == "y"
+    capsys.readouterr()
+    assert main(["predict", "--model", str(model), "--data", str(tmp_path / "t.npz")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "y" and set(lines[1:]) <= {"neg", "pos"} and len(lines) == 41
+
+
+def test_divergence_is_one_line_with_status_1(tmp_path, capsys):
+    data = write_table(tmp_path / "r.csv", ("u", "y"), [[float(i), i * 100.5] for i in range(40)])
+    argv = ["--data", str(data), "--out", str(tmp_path / "m.st"), "--lr", "1e30", "--optimizer", "sgd", "-q"]
+    assert train(*argv) == 1
+    assert "training diverged: non-finite loss" in one_error_line(capsys.readouterr().err, "train")
+    assert not (tmp_path / "m.st").exists()
+
+
 # ------------------------------------------------------------------------------------ the task
 def test_regression_is_inferred_from_floats_and_reports_r2(tmp_path, capsys, rng):
     X = rng.normal(size=(60, 3))
@@ -378,6 +417,15 @@ def test_progress_bars_only_on_a_terminal(tmp_path, monkeypatch, capsys):
     assert train("--data", str(data), "--out", str(tmp_path / "m.st"), "--epochs", "2") == 0  # --no-progress
     captured = capsys.readouterr()
     assert captured.err == "" and "epoch 2/2: loss" in captured.out
+
+
+@pytest.mark.parametrize(("hidden", "sizes"), [(None, (4, 64, 3)), ("none", (4, 3)), ("16,8", (4, 16, 8, 3))])
+def test_hidden_widths(tmp_path, hidden, sizes):
+    data = write_table(tmp_path / "i.csv", (*IRIS_NAMES, "species"), IRIS_ROWS)
+    flags = [] if hidden is None else ["--hidden", hidden]
+    assert train("--data", str(data), "--out", str(tmp_path / "m.st"), "--epochs", "1", "-q", *flags) == 0
+    net = fx.FlatMLP.load(tmp_path / "m.st")
+    assert net.layout.sizes == sizes and net.activations[-1] == "identity"
 
 
 def test_many_integers_regress_unless_told(tmp_path, capsys):

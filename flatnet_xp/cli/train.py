@@ -132,26 +132,31 @@ def add_parser(sub: Any) -> None:
 def split_indices(y: np.ndarray, stratify: bool, val_split: float, seed: int) -> tuple[np.ndarray, np.ndarray, bool]:
     """Training and validation row indices (sorted) and whether the split is stratified.
 
-    Stratified: each class with at least 2 rows gives ``round(val_split * count)`` of them to
-    validation (at least 1, and at most count - 1); single-row classes stay in training.
+    ``round(val_split * n)`` rows (at most n - 1) go to validation. Stratified: they are shared out
+    between the classes in proportion to their sizes (largest remainders first), every class
+    keeping at least one training row, as scikit-learn's StratifiedShuffleSplit does.
     """
     n = y.shape[0]
     rng = np.random.default_rng(seed)
-    if val_split == 0.0:
+    n_val = min(round(val_split * n), n - 1)
+    if n_val <= 0:
         return np.arange(n), np.arange(0), False
-    if stratify:
-        val_parts = []
-        for c in np.unique(y):
-            members = np.flatnonzero(y == c)
-            if members.shape[0] < 2:
-                continue
-            k = min(max(1, round(val_split * members.shape[0])), members.shape[0] - 1)
-            val_parts.append(rng.permutation(members)[:k])
-        val = np.sort(np.concatenate(val_parts)) if val_parts else np.arange(0)
-        return np.setdiff1d(np.arange(n), val), val, bool(val_parts)
-    order = rng.permutation(n)
-    k = min(round(val_split * n), n - 1)
-    return np.sort(order[k:]), np.sort(order[:k]), False
+    if not stratify:
+        order = rng.permutation(n)
+        return np.sort(order[n_val:]), np.sort(order[:n_val]), False
+    classes, inverse, counts = np.unique(y, return_inverse=True, return_counts=True)
+    quota = counts * (n_val / n)
+    cap = counts - 1
+    take = np.minimum(np.floor(quota).astype(np.int64), cap)
+    for k in np.argsort(-(quota - take), kind="stable"):
+        if take.sum() >= n_val:
+            break
+        if take[k] < cap[k]:
+            take[k] += 1
+    inverse = inverse.reshape(-1)
+    val = np.concatenate([rng.permutation(np.flatnonzero(inverse == k))[: take[k]] for k in range(classes.shape[0])])
+    val = np.sort(val)
+    return np.setdiff1d(np.arange(n), val), val, True
 
 
 def _shown(names: tuple[str, ...], limit: int = 10) -> str:
