@@ -382,6 +382,17 @@ def test_divergence_is_one_line_with_status_1(tmp_path, capsys):
     assert not (tmp_path / "m.st").exists()
 
 
+def test_long_cells_and_names(tmp_path, capsys):
+    long = "w" * 200_000  # beyond the csv module's default field limit
+    data = tmp_path / "l.csv"
+    data.write_text(f"a,label\n1,{long}\n2,short\n")
+    assert train("--data", str(data), "--out", str(tmp_path / "m.st")) == 2
+    assert "class_names: names must be 1 to 1024 characters" in one_error_line(capsys.readouterr().err, "train")
+    data.write_text(f"a,b\n{long},1\n2,2\n")
+    assert train("--data", str(data), "--out", str(tmp_path / "m.st")) == 2
+    assert "column 'a' is not numeric: 'wwww" in one_error_line(capsys.readouterr().err, "train")
+
+
 # ------------------------------------------------------------------------------------ the task
 def test_regression_is_inferred_from_floats_and_reports_r2(tmp_path, capsys, rng):
     X = rng.normal(size=(60, 3))

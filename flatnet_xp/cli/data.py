@@ -12,6 +12,7 @@ as an editor shows them. For a ``.npz`` there are only data rows.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import math
@@ -46,8 +47,16 @@ _SNIFF_ROWS = 100
 _GENERATED = re.compile(r"x\d+")
 _DECIMAL_COMMA = re.compile(r"[-+]?\d*,\d+")
 
-# Long text fields are legitimate in real tables; the csv module's default limit is 128 kB.
-csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+
+@contextlib.contextmanager
+def _long_fields() -> Iterator[None]:
+    """Lift the csv module's (process-wide) 128 kB field limit while we read: long text cells are legitimate."""
+    saved = csv.field_size_limit()
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+    try:
+        yield
+    finally:
+        csv.field_size_limit(saved)
 
 
 @dataclass(frozen=True)
@@ -345,6 +354,7 @@ def _npz_names(path: Path, arrays: dict[str, np.ndarray], width: int) -> tuple[s
 
 
 # ------------------------------------------------------------------------------------ public
+@_long_fields()
 def read_training_table(path_text: str, target: str | None) -> Table:
     """Features and raw targets for ``flatnet-xp train`` (see the module docstring for the rules).
 
@@ -388,6 +398,7 @@ def read_training_table(path_text: str, target: str | None) -> Table:
     return Table(X, labels, tuple(table.names[j] for j in features), table.names[t], table.description)
 
 
+@_long_fields()
 def read_prediction_features(path_text: str, prep: Any) -> tuple[np.ndarray, str]:
     """The model's feature columns from a CSV or ``.npz`` (raw, not yet standardized).
 

@@ -247,14 +247,17 @@ def run(args: argparse.Namespace) -> int:
     train_idx, val_idx, stratified = split_indices(tgt.y, tgt.task == "classify", args.val_split, args.seed)
     if train_idx.shape[0] == 0:
         raise CliError(f"--data {args.data}: no rows left for training")
-    prep = Preprocessing.fit_from(
-        X[train_idx],
-        names,
-        standardize=not args.no_standardize,
-        target_name=target,
-        task=tgt.task,
-        class_names=classes,
-    )
+    try:
+        prep = Preprocessing.fit_from(
+            X[train_idx],
+            names,
+            standardize=not args.no_standardize,
+            target_name=target,
+            task=tgt.task,
+            class_names=classes,
+        )
+    except (ValueError, TypeError) as exc:
+        raise CliError(f"--data {args.data}: {exc}") from None
     Xt, yt = prep.transform(X[train_idx]), y[train_idx]
     val = (prep.transform(X[val_idx]), y[val_idx]) if val_idx.shape[0] else None
 
