@@ -1,0 +1,336 @@
+"""``flatnet-xp train``: train a network on a CSV or ``.npz`` table and save it with its preprocessing."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from flatnet_xp._compat import BACKENDS
+from flatnet_xp.activations import ACTIVATIONS
+from flatnet_xp.cli._common import (
+    CliError,
+    check_backend,
+    check_output,
+    have_module,
+    int_at_least,
+    number_in,
+    refuse_same_file,
+)
+from flatnet_xp.losses import LOSSES
+from flatnet_xp.optim import OPTIMIZERS
+
+__all__ = ["add_parser", "run", "split_indices"]
+
+_TASK_OF_LOSS = {"mse": "regress", "cross_entropy": "classify", "bce": "classify"}
+
+
+def _widths(text: str, *, minimum_count: int) -> list[int]:
+    try:
+        sizes = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 64,32, got {text!r}") from None
+    if len(sizes) < minimum_count or any(s < 1 for s in sizes):
+        example = "64,32,10" if minimum_count > 1 else "64,32"
+        need = f"at least {minimum_count} " if minimum_count > 1 else ""
+        raise argparse.ArgumentTypeError(f"expected {need}positive sizes like {example}, got {text!r}")
+    return sizes
+
+
+def _layers(text: str) -> list[int]:
+    return _widths(text, minimum_count=2)
+
+
+def _hidden(text: str) -> list[int]:
+    if text.strip().lower() in ("none", ""):
+        return []
+    return _widths(text, minimum_count=1)
+
+
+_layers.__name__ = "layer sizes"
+_hidden.__name__ = "hidden sizes"
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a network on a CSV or .npz table and save it (with its preprocessing)",
+        description="Train a FlatMLP on a table and save it as ONE safetensors file that also holds the "
+        "preprocessing (feature names, standardization, target name, task and class names), so that "
+        "`flatnet-xp predict` needs nothing else. Input and output widths come from the data; the task "
+        "(classification or regression) is inferred from the target column as scikit-learn's "
+        "type_of_target does and printed first. Hidden layers use --activation; the last layer is linear "
+        "(logits) unless --output-activation says otherwise.",
+    )
+    p.add_argument(
+        "--data",
+        required=True,
+        help="CSV (delimiter , ; tab or |; header optional) or .npz with arrays X and y",
+    )
+    p.add_argument("--target", default=None, help="CSV target column: header name or index (default: the last)")
+    arch = p.add_mutually_exclusive_group()
+    arch.add_argument(
+        "--hidden",
+        default=None,
+        type=_hidden,
+        help="hidden widths, e.g. 64,32 ('none' for no hidden layer; default 64)",
+    )
+    arch.add_argument(
+        "--layers",
+        default=None,
+        type=_layers,
+        help="every width, input first, e.g. 8,64,3 (must match the data)",
+    )
+    p.add_argument(
+        "--task",
+        default=None,
+        choices=["classify", "regress"],
+        help="override the inferred task",
+    )
+    p.add_argument(
+        "--loss",
+        default=None,
+        choices=sorted(LOSSES),
+        help="default: cross_entropy (classify) or mse (regress)",
+    )
+    p.add_argument("--activation", default="relu", choices=sorted(ACTIVATIONS), help="hidden-layer activation")
+    p.add_argument("--output-activation", default="identity", choices=sorted(ACTIVATIONS))
+    p.add_argument("--optimizer", default="adam", choices=sorted(OPTIMIZERS))
+    p.add_argument("--lr", default=1e-3, type=number_in(0.0, math.inf, "a positive number"), help="default %(default)s")
+    p.add_argument("--epochs", default=20, type=int_at_least(1), help="default %(default)s")
+    p.add_argument("--batch-size", default=32, type=int_at_least(1), help="default %(default)s")
+    p.add_argument(
+        "--val-split",
+        default=0.2,
+        type=number_in(0.0, 1.0, "a number in [0, 1)", include_low=True),
+        help="held-out fraction, stratified for classification (default %(default)s)",
+    )
+    p.add_argument("--patience", default=None, type=int_at_least(1), help="early stopping patience in epochs")
+    p.add_argument(
+        "--no-standardize",
+        action="store_true",
+        help="use the features as they are (default: standardize each to mean 0, std 1)",
+    )
+    p.add_argument("--backend", default="numpy", choices=sorted(BACKENDS))
+    p.add_argument("--device", default=None, help="e.g. cuda for --backend torch")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    p.add_argument("--seed", default=0, type=int_at_least(0), help="initialisation, split and shuffle seed")
+    p.add_argument("--out", default="model.safetensors", help="model file (default %(default)s)")
+    p.add_argument("--plot", default=None, help="loss-curve PNG (default: beside --out)")
+    p.add_argument("--no-plot", action="store_true", help="do not write the loss-curve PNG")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (one line per epoch instead)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no per-epoch lines")
+    p.set_defaults(run=run)
+
+
+# ------------------------------------------------------------------------------------ pieces
+def split_indices(y: np.ndarray, stratify: bool, val_split: float, seed: int) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Training and validation row indices (sorted) and whether the split is stratified.
+
+    ``round(val_split * n)`` rows (at most n - 1) go to validation. Stratified: they are shared out
+    between the classes in proportion to their sizes (largest remainders first), every class
+    keeping at least one training row, as scikit-learn's StratifiedShuffleSplit does.
+    """
+    n = y.shape[0]
+    rng = np.random.default_rng(seed)
+    n_val = min(round(val_split * n), n - 1)
+    if n_val <= 0:
+        return np.arange(n), np.arange(0), False
+    if not stratify:
+        order = rng.permutation(n)
+        return np.sort(order[n_val:]), np.sort(order[:n_val]), False
+    classes, inverse, counts = np.unique(y, return_inverse=True, return_counts=True)
+    quota = counts * (n_val / n)
+    cap = counts - 1
+    take = np.minimum(np.floor(quota).astype(np.int64), cap)
+    for k in np.argsort(-(quota - take), kind="stable"):
+        if take.sum() >= n_val:
+            break
+        if take[k] < cap[k]:
+            take[k] += 1
+    inverse = inverse.reshape(-1)
+    val = np.concatenate([rng.permutation(np.flatnonzero(inverse == k))[: take[k]] for k in range(classes.shape[0])])
+    val = np.sort(val)
+    return np.setdiff1d(np.arange(n), val), val, True
+
+
+def _shown(names: tuple[str, ...], limit: int = 10) -> str:
+    text = ", ".join(repr(n) for n in names[:limit])
+    return text + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
+
+
+def _task_and_loss(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    """The task asked for (by --task, or implied by --loss), and the loss asked for; conflicts refused."""
+    task, loss = args.task, args.loss
+    if loss is not None and task is not None and _TASK_OF_LOSS[loss] != task:
+        kind = "a classification" if _TASK_OF_LOSS[loss] == "classify" else "a regression"
+        raise CliError(f"--loss {loss} is {kind} loss, but --task {task} was given")
+    return task or (None if loss is None else _TASK_OF_LOSS[loss]), loss
+
+
+class _EpochLines:
+    """The per-epoch callback: one plain line per epoch (through tqdm.write when bars are shown)."""
+
+    def __init__(self, epochs: int, val: tuple[np.ndarray, np.ndarray] | None, loss: str, bars: bool, quiet: bool):
+        self.epochs, self.val, self.loss, self.quiet = epochs, val, loss, quiet
+        self.metric_name = "val_accuracy" if loss in ("cross_entropy", "bce") else "val_r2"
+        self.metric: list[float] = []
+        self.write = print
+        if bars:
+            from tqdm.auto import tqdm
+
+            self.write = tqdm.write
+
+    def __call__(self, net: Any, history: Any) -> None:
+        parts = [f"loss {history.loss[-1]:.6g}"]
+        if self.val is not None:
+            self.metric.append(net.score(self.val[0], self.val[1], loss=self.loss))
+            parts += [f"val_loss {history.val_loss[-1]:.6g}", f"{self.metric_name} {self.metric[-1]:.4f}"]
+        parts.append(f"{history.epoch_time[-1]:.2f} s")
+        if not self.quiet:
+            self.write(f"epoch {history.epochs}/{self.epochs}: " + ", ".join(parts))
+
+
+def _use_bars(args: argparse.Namespace) -> bool:
+    return not (args.no_progress or args.quiet) and sys.stderr.isatty() and have_module("tqdm")
+
+
+# ------------------------------------------------------------------------------------ the command
+def run(args: argparse.Namespace) -> int:
+    """Run ``flatnet-xp train``; raises CliError (status 2) for every mistake before any training."""
+    import flatnet_xp as fx
+    from flatnet_xp.cli.data import read_training_table
+    from flatnet_xp.preprocessing import Preprocessing, infer_target
+
+    # 1. Everything that can be checked without reading the data: outputs, backend, flags.
+    out = check_output("--out", args.out)
+    plot: Path | None = None
+    if not args.no_plot:
+        plot = check_output("--plot", args.plot or str(out.with_suffix(".png")), png=True)
+        if args.plot is not None and not have_module("matplotlib"):
+            raise CliError("--plot: needs matplotlib: pip install 'flatnet_xp[plot]' (or use --no-plot)")
+    refuse_same_file(("--data", Path(args.data)), ("--out", out), ("--plot", plot))
+    check_backend(args.backend, args.device)
+    wanted_task, wanted_loss = _task_and_loss(args)
+
+    # 2. The data, the task and the split.
+    table = read_training_table(args.data, args.target)
+    X, names, target = table.X, table.feature_names, table.target_name or "y"
+    assert table.y is not None
+    try:
+        tgt = infer_target(table.y, wanted_task, name=target)  # type: ignore[arg-type]
+    except ValueError as exc:
+        flag = f"--loss {wanted_loss}: " if wanted_loss else f"--task {wanted_task}: " if wanted_task else ""
+        raise CliError(f"{flag}{exc}") from None
+    reason = tgt.reason if wanted_task is None else f"--task {args.task}" if args.task else f"--loss {args.loss}"
+    loss = wanted_loss or ("cross_entropy" if tgt.task == "classify" else "mse")
+    classes = tgt.class_names
+    if loss == "bce" and classes is not None and len(classes) != 2:
+        raise CliError(f"--loss bce: needs exactly 2 classes, the target {target!r} has {len(classes)}")
+    n_out = 1 if tgt.task == "regress" or loss == "bce" else len(classes or ())
+    y = tgt.y.astype(np.float64) if loss == "bce" else tgt.y
+    if args.layers is not None:
+        if args.layers[0] != X.shape[1]:
+            raise CliError(
+                f"--layers: the first width must be the number of features, {X.shape[1]}, got {args.layers[0]}"
+            )
+        if args.layers[-1] != n_out:
+            raise CliError(f"--layers: the last width must be {n_out} for this target and loss, got {args.layers[-1]}")
+        sizes = list(args.layers)
+    else:
+        sizes = [X.shape[1], *([64] if args.hidden is None else args.hidden), n_out]
+    train_idx, val_idx, stratified = split_indices(tgt.y, tgt.task == "classify", args.val_split, args.seed)
+    if train_idx.shape[0] == 0:
+        raise CliError(f"--data {args.data}: no rows left for training")
+    try:
+        prep = Preprocessing.fit_from(
+            X[train_idx],
+            names,
+            standardize=not args.no_standardize,
+            target_name=target,
+            task=tgt.task,
+            class_names=classes,
+        )
+    except (ValueError, TypeError) as exc:
+        raise CliError(f"--data {args.data}: {exc}") from None
+    Xt, yt = prep.transform(X[train_idx]), y[train_idx]
+    val = (prep.transform(X[val_idx]), y[val_idx]) if val_idx.shape[0] else None
+
+    # 3. Say what will happen, then train.
+    print(f"data: {args.data}: {X.shape[0]} rows, {X.shape[1]} features ({table.description}); target {target!r}")
+    if tgt.task == "classify":
+        assert classes is not None
+        print(f"task: classification ({reason}), {len(classes)} classes {_shown(classes)}; loss {loss}")
+    else:
+        print(f"task: regression ({reason}), target in [{tgt.y.min():.6g}, {tgt.y.max():.6g}]; loss {loss}")
+    split = f"{train_idx.shape[0]} training rows, {val_idx.shape[0]} validation rows"
+    split += " (stratified)" if stratified else "" if val is not None else " (no validation)"
+    print(f"split: {split}; features {'standardized' if prep.standardized else 'used as they are'}")
+    acts = [args.activation] * (len(sizes) - 2) + [args.output_activation]
+    try:
+        net = fx.FlatMLP(sizes, acts, backend=args.backend, dtype=args.dtype, seed=args.seed, device=args.device)
+        optimizer = OPTIMIZERS[args.optimizer](lr=args.lr)
+    except (ValueError, TypeError) as exc:
+        raise CliError(str(exc)) from None
+    print(
+        f"network: {sizes} ({args.activation} hidden, {args.output_activation} output), {args.optimizer} "
+        f"lr {args.lr:g}, {args.epochs} epochs, batch {args.batch_size}, {args.backend} {args.dtype}"
+    )
+    bars = _use_bars(args)
+    lines = _EpochLines(args.epochs, val, loss, bars, args.quiet)
+    t0 = time.perf_counter()
+    try:
+        hist = net.fit(
+            Xt,
+            yt,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            optimizer=optimizer,
+            loss=loss,
+            seed=args.seed,
+            validation_data=val,
+            patience=args.patience,
+            callbacks=[lines],
+            progress=bars,
+        )
+    except fx.DivergenceError as exc:
+        raise CliError(f"training diverged: {exc}", status=1) from None
+    except (ValueError, TypeError) as exc:
+        raise CliError(str(exc)) from None
+    elapsed = time.perf_counter() - t0
+
+    # 4. Save the model with its preprocessing, and the loss curve.
+    net.preprocessing = prep  # type: ignore[attr-defined]  # until FlatMLP declares it (persistence contract)
+    try:
+        net.save(out)
+    except OSError as exc:
+        raise CliError(f"--out {out}: could not write the model ({exc.strerror or exc})", status=1) from None
+    summary = f"trained for {hist.epochs} epochs in {elapsed:.2f} s: loss {hist.loss[-1]:.6g}"
+    if val is not None:
+        summary += f", val_loss {hist.val_loss[-1]:.6g}, {lines.metric_name} {lines.metric[-1]:.4f}"
+    if hist.stopped_early and hist.best_epoch is not None:
+        best = hist.best_epoch
+        summary += f"; stopped early, restored the weights of epoch {best + 1}"
+        if val is not None and len(hist.val_loss) > best:
+            summary += f" (val_loss {hist.val_loss[best]:.6g}, {lines.metric_name} {lines.metric[best]:.4f})"
+    print(summary)
+    print(f"model written to {out} (predict with: flatnet-xp predict --model {out} --data FILE)")
+    if plot is not None:
+        try:
+            fig = hist.plot(log_scale=True)
+        except ImportError:
+            print("(matplotlib is not installed: no loss-curve PNG; pip install 'flatnet_xp[plot]')")
+        else:
+            from flatnet_xp._atomic import save_figure
+
+            try:
+                save_figure(fig, plot, dpi=110)
+            except OSError as exc:
+                raise CliError(f"--plot {plot}: could not write the PNG ({exc.strerror or exc})", status=1) from None
+            print(f"loss curve written to {plot}")
+    return 0
