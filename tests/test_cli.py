@@ -19,40 +19,6 @@ from flatnet_xp.preprocessing import Preprocessing
 ROOT = Path(__file__).resolve().parents[1]
 
 
-# TEMP until persistence stores preprocessing ----------------------------------------------------------------
-# The contract: FlatMLP.save writes net.preprocessing.to_dict() (when not None) and net.loss_ into the
-# file's metadata; FlatMLP.load restores them with Preprocessing.from_dict. Remove this fixture when
-# persistence.py does so.
-@pytest.fixture(autouse=True)
-def _temp_persist_preprocessing(monkeypatch):
-    import flatnet_xp.persistence as persistence
-
-    original_meta, original_load = persistence._net_meta, persistence.load_model
-
-    def net_meta(net, kind):
-        meta = original_meta(net, kind)
-        prep = getattr(net, "preprocessing", None)
-        if prep is not None:
-            meta["preprocessing"] = prep.to_dict()
-        meta["loss"] = net.loss_
-        return meta
-
-    def load_model(path, backend=None, dtype=None, device=None):
-        net = original_load(path, backend, dtype, device)
-        meta, _ = persistence.read_file(path)
-        raw = meta.get("preprocessing")
-        try:
-            net.preprocessing = None if raw is None else Preprocessing.from_dict(raw)
-        except (TypeError, ValueError) as exc:
-            raise fx.ModelFileError(f"{path}: not a valid flatnet_xp file: {exc}") from None
-        net.loss_ = meta.get("loss")
-        return net
-
-    monkeypatch.setattr(persistence, "_net_meta", net_meta)
-    monkeypatch.setattr(persistence, "load_model", load_model)
-
-
-# END TEMP ---------------------------------------------------------------------------------------------------
 
 
 def run_cli(*args: str, timeout: int = 300, flags: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
@@ -202,7 +168,7 @@ def test_train_reports_bad_files_and_values_in_one_line(digits_files, args, mess
         ["--val-split", "1.5"],
         ["--loss", "hinge"],
         ["--task", "cluster"],
-        ["--backend", "jax"],
+        ["--backend", "mxnet"],
         ["--hidden", "8", "--layers", "64,8,10"],
         ["--frobnicate"],
     ],

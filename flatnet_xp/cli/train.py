@@ -305,7 +305,7 @@ def run(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - t0
 
     # 4. Save the model with its preprocessing, and the loss curve.
-    net.preprocessing = prep  # type: ignore[attr-defined]  # until FlatMLP declares it (persistence contract)
+    net.preprocessing = prep
     try:
         net.save(out)
     except OSError as exc:
