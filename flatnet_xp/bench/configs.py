@@ -41,10 +41,17 @@ class Config:
 
     @property
     def activations(self) -> list[str]:
+        """One activation per weight layer: ``hidden`` everywhere, ``out_act`` last."""
         return [self.hidden] * (len(self.sizes) - 2) + [self.out_act]
 
     @property
+    def layers(self) -> list[tuple[int, int, str]]:
+        """``(fan_in, fan_out, activation)`` of every weight layer, input side first."""
+        return list(zip(self.sizes[:-1], self.sizes[1:], self.activations, strict=True))
+
+    @property
     def n_weights(self) -> int:
+        """Number of weights (biases excluded)."""
         return Layout(self.sizes).w_len
 
 
@@ -70,6 +77,6 @@ CONFIGS: dict[str, Config] = {
             "mnist-784-256-256-10", (784, 256, 256, 10), "relu", "identity", "cross_entropy", 128, "float32", 100, 40
         ),
         # Wide: GEMM-bound.
-        Config("wide-1024-4096-4096-1024", (1024, 4096, 4096, 1024), "relu", "identity", "mse", 256, "float32", 6, 3),
+        Config("wide-1024-4096-4096-1024", (1024, 4096, 4096, 1024), "relu", "identity", "mse", 256, "float32", 6, 1),
     )
 }
