@@ -75,18 +75,21 @@ def test_a_slower_record_leaves_the_peak_alone():
     assert pk.best["float32"].kind == "gemm" and rec["peak_fraction"] == pytest.approx(0.5)
 
 
-def test_run_benchmarks_raises_the_peak_to_a_record_and_pipes_no_progress_bar(monkeypatch, capsys):
+@pytest.mark.parametrize("quick", [True, False])
+def test_run_benchmarks_raises_the_peak_to_a_record_and_pipes_no_progress_bar(monkeypatch, capsys, quick):
     monkeypatch.setattr(peak, "time_gemm", lambda *a, **k: (1e-9, 3))  # a peak any record beats
     monkeypatch.setattr(
         runner,
         "_jobs",
         lambda cfg, steps, quick, gpu: [("flatnet_xp/numpy", lambda: impls.flatnet_runner(cfg, steps, "numpy"))],
     )
-    records, env = runner.run_benchmarks(["deep-8x64"], quick=True, repeats=1, threads=1, progress=True)
+    records, env = runner.run_benchmarks(["deep-8x64"], quick=quick, repeats=1, threads=1, progress=True)
     (rec,) = records
     assert env["gemm_peak_source"]["float32"]["kind"] == "record"
     assert rec["peak_fraction"] == pytest.approx(1.0) and rec["peak_gflops"] == pytest.approx(rec["gflops"])
-    assert len(env["gemm_timings"]) == len({*peak.square_gemms(False), *config_gemms(CONFIGS["deep-8x64"])})
+    shapes = len({*peak.square_gemms(False), *config_gemms(CONFIGS["deep-8x64"])})
+    whens = [t["when"] for t in env["gemm_timings"]]
+    assert whens == ["before"] * shapes + ([] if quick else ["after"] * shapes)  # again after, outside --quick
     out = capsys.readouterr()
     assert "GEMM peak (float32) raised" in out.out
     assert "\r" not in out.err and "\x1b" not in out.err  # stderr is not a terminal here

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -118,10 +119,6 @@ def jax_scope(dtype: str) -> contextlib.AbstractContextManager[Any]:
     return jax.enable_x64(True)
 
 
-def _dtype_scope(backend: str, dtype: str) -> Callable[[], contextlib.AbstractContextManager[Any]]:
-    return (lambda: jax_scope(dtype)) if backend == "jax" else contextlib.nullcontext
-
-
 def flatnet_runner(cfg: Config, steps: int, backend: str, device: Any = None) -> Runner:
     """flatnet_xp through the public ``FlatMLP.fit`` on ``backend``.
 
@@ -131,7 +128,7 @@ def flatnet_runner(cfg: Config, steps: int, backend: str, device: Any = None) ->
     """
     import flatnet_xp as fx
 
-    scope = _dtype_scope(backend, cfg.dtype)
+    scope = partial(jax_scope, cfg.dtype) if backend == "jax" else contextlib.nullcontext
     with scope():
         net = fx.FlatMLP(cfg.sizes, cfg.activations, backend=backend, dtype=cfg.dtype, seed=0, device=device)
         Xh, Yh = make_data(cfg, steps)

@@ -17,7 +17,8 @@ BEST matrix-multiply rate observed in the run, per dtype, wherever it was observ
    Each GEMM is warmed up once, then timed call by call until it has run at least ``min_repeats``
    times and for at least ``budget_s`` seconds (at most ``max_repeats`` calls); its rate is
    ``2 m k n`` over its FASTEST call. Noise on a shared machine only ever slows a call down, so the
-   fastest call is the best estimate of what the hardware can do.
+   fastest call is the best estimate of what the hardware can do. Outside ``--quick`` the same GEMMs
+   are timed again after the last configuration (a second chance at a quiet machine).
 2. After the records are made, :meth:`GemmPeak.raise_to_records` raises the peak of a dtype to any
    record's GFLOP/s above it (an implementation with a better GEMM than the one timed, e.g. PyTorch's
    oneDNN against NumPy's OpenBLAS, or a quiet moment of the machine), and every record's
@@ -184,12 +185,12 @@ class GemmPeak:
     gpu : bool
         Time the GPU-sized square products.
     quick : bool
-        Fewer timed calls per GEMM (3, or 0.05 s) instead of 10 (or 0.3 s).
+        Fewer timed calls per GEMM (at least 3 and 0.02 s) instead of at least 10 and 0.3 s.
     """
 
     def __init__(self, lib: str | None = "numpy", *, gpu: bool = False, quick: bool = False) -> None:
         self.lib, self.gpu = lib, gpu
-        self.min_repeats, self.budget_s = (3, 0.05) if quick else (10, 0.3)
+        self.min_repeats, self.budget_s = (3, 0.02) if quick else (10, 0.3)
         self.best: dict[str, PeakSource] = {}
         self.timed: list[dict[str, Any]] = []
 
@@ -201,8 +202,11 @@ class GemmPeak:
         self.best[dtype] = PeakSource(dtype, gflops, kind, what)
         return True
 
-    def measure(self, dtype: str, configs: Iterable[Config]) -> float | None:
-        """Time the square GEMMs and every GEMM of ``configs`` in ``dtype``; returns the peak so far."""
+    def measure(self, dtype: str, configs: Iterable[Config], when: str = "before") -> float | None:
+        """Time the square GEMMs and every GEMM of ``configs`` in ``dtype``; returns the peak so far.
+
+        ``when`` (e.g. ``"before"``, ``"after"`` the configurations) is kept with each timing.
+        """
         if self.lib is None:
             return self.value(dtype)
         seen = set()
@@ -211,8 +215,8 @@ class GemmPeak:
                 continue
             seen.add(g)
             gflops, calls = time_gemm(g, dtype, self.lib, min_repeats=self.min_repeats, budget_s=self.budget_s)
-            self.timed.append({"dtype": dtype, "gemm": g.describe(), "gflops": gflops, "calls": calls})
-            self.offer(dtype, gflops, "gemm", f"GEMM {g.describe()}")
+            self.timed.append({"dtype": dtype, "gemm": g.describe(), "gflops": gflops, "calls": calls, "when": when})
+            self.offer(dtype, gflops, "gemm", f"GEMM {g.describe()}, timed {when} the configurations")
         return self.value(dtype)
 
     def value(self, dtype: str) -> float | None:
