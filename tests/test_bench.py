@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import types
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -287,6 +289,45 @@ def test_flatnet_runner_trains_on_the_jax_backend_in_float64():
     run = impls.flatnet_runner(TINY, 2, "jax")
     run.run(2)
     assert run.jit and run.backend == "jax" and jax.config.jax_enable_x64 == before
+
+
+class FakeJaxNet:
+    """Stands in for ``FlatMLP(backend="jax")`` until that backend lands: immutable JAX data, and a
+    note of whether float64 was enabled when it was built and trained."""
+
+    made: ClassVar[list[FakeJaxNet]] = []
+
+    def __init__(self, sizes, activations, *, backend, dtype, seed, device):
+        import jax
+        import jax.numpy as jnp
+
+        self.x64_at_init = jax.config.jax_enable_x64
+        self._be = types.SimpleNamespace(asarray=lambda x, dtype=None: jnp.asarray(x, dtype=dtype), is_gpu=False)
+        self.dtype = getattr(jnp, dtype)
+        self.params = jnp.zeros(3, dtype=self.dtype)
+        self.fits: list[tuple] = []
+        FakeJaxNet.made.append(self)
+
+    def fit(self, X, Y, **kwargs):
+        import jax
+
+        self.fits.append((X, Y, jax.config.jax_enable_x64, kwargs["epochs"]))
+
+
+@needs_jax
+def test_flatnet_runner_builds_and_fits_a_jax_network_under_scoped_x64(monkeypatch):
+    import jax
+
+    monkeypatch.setattr(fx, "FlatMLP", FakeJaxNet)
+    run = impls.flatnet_runner(TINY, 20, "jax")
+    run.run(20)
+    run.run(20)
+    net = FakeJaxNet.made[-1]
+    assert net.x64_at_init and all(x64 for _, _, x64, _ in net.fits) and not jax.config.jax_enable_x64
+    (X1, Y1, _, epochs), (X2, Y2, _, _) = net.fits
+    assert X1.dtype == np.float64 and X1.shape == (10 * TINY.batch, 3) and epochs == 2
+    assert X1 is X2 and Y1 is Y2  # sliced once, not copied again on every run
+    assert run.jit and run.peak_mem(5) is None
 
 
 def test_jobs_include_the_jax_peer_on_cpu_and_skip_it_on_a_missing_gpu(monkeypatch):
