@@ -360,3 +360,11 @@ def test_progress_bar_only_on_a_terminal(monkeypatch):
     bar = runner._bar(3, True)
     assert bar is not None
     bar.close()
+
+
+def test_gpu_run_with_nothing_on_a_gpu_is_an_error_not_an_empty_result(monkeypatch, capsys):
+    from flatnet_xp.cli import main
+
+    monkeypatch.setattr(runner, "_jobs", lambda cfg, steps, quick, gpu: [])
+    assert main(["bench", "--gpu", "--quick", "--no-progress"]) == 2
+    assert "nothing runs on a GPU" in capsys.readouterr().err

@@ -302,6 +302,8 @@ def run_benchmarks(
         for steps in [CONFIGS[n].quick_steps if quick else CONFIGS[n].steps]
         for label, make in _jobs(CONFIGS[n], steps, quick, gpu)
     ]
+    if not plan:
+        raise RuntimeError("--gpu: nothing runs on a GPU here (no CuPy GPU, no torch CUDA, no JAX GPU)")
     with _threads(threads):
         env = describe_environment(threads)
         device = (env["gpu"] or {}).get("name", "GPU") if gpu else env["cpu"]
@@ -432,9 +434,9 @@ def scaling(quick: bool, threads: int, gpu: bool = False) -> list[dict[str, Any]
         for axis, value, cfg in cases:
             steps = cfg.quick_steps if quick else cfg.steps
             # on a GPU, NumPy too: crossover() needs both to say where the GPU overtakes the CPU
-            backends = ("numpy", "cupy") if gpu else ("numpy",)
+            backends = ("numpy", "cupy") if gpu and _gpu_available() else ("numpy",)
             makers: list[Callable[[], Runner]] = [partial(flatnet_runner, cfg, steps, b) for b in backends]
-            if _has("torch"):
+            if _has("torch") and (not gpu or _torch_cuda()):
                 makers.append(partial(torch_runner, cfg, steps, "cuda" if gpu else "cpu"))
             for make in makers:
                 runner = make()
