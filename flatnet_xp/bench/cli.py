@@ -16,25 +16,29 @@ __all__ = ["add_bench_parser", "run_bench"]
 def add_bench_parser(sub: Any) -> None:
     p = sub.add_parser(
         "bench",
-        help="benchmark flatnet_xp on every backend against PyTorch, scikit-learn and the seed's loops",
+        help="benchmark flatnet_xp on every backend against PyTorch, JAX, scikit-learn and the seed's loops",
         description="Time training steps (warm-up, repeats, medians) of flatnet_xp on every available backend, "
-        "native PyTorch (nn.Sequential + torch.optim.SGD, same threads), scikit-learn's MLP and, on the seed "
-        "network, the seed's own Python loops; report samples/s, GFLOP/s (6 x batch x weights per step), the "
-        "fraction of the GEMM peak measured in the same run, and peak memory.",
+        "native PyTorch (nn.Sequential + torch.optim.SGD, same threads), a hand-written JAX network (jit-compiled "
+        "epochs; compile time reported apart), scikit-learn's MLP and, on the seed network, the seed's own Python "
+        "loops; report samples/s, GFLOP/s (6 x batch x weights per step), the fraction of the run's GEMM peak "
+        "(the best GEMM rate seen anywhere in the run), and peak memory.",
     )
     p.add_argument("--quick", action="store_true", help="fewer steps and repeats (about 30 s on 2 cores)")
-    p.add_argument("--gpu", action="store_true", help="benchmark the GPU backends (cupy, torch CUDA) instead")
+    p.add_argument("--gpu", action="store_true", help="benchmark the GPU backends (cupy, torch CUDA, JAX) instead")
     p.add_argument("--config", action="append", choices=sorted(CONFIGS), help="only these (repeatable)")
     p.add_argument("--repeats", type=int, default=None, help="timed repeats (default 7, quick 3)")
     p.add_argument("--threads", type=int, default=None, help="threads for every implementation (default: all cores)")
     p.add_argument("--no-scaling", action="store_true", help="skip the width/batch scaling sweep")
     p.add_argument("--out", default=None, help="write results.json, environment.json and PNG plots here")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument(
+        "--no-progress", action="store_true", help="no progress bar (one is shown only when stderr is a terminal)"
+    )
     p.set_defaults(run=run_bench)
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from flatnet_xp.bench.runner import crossover, plot_results, ratios, run_benchmarks, scaling, write_results
+    from flatnet_xp.bench.plots import plot_results
+    from flatnet_xp.bench.runner import crossover, ratios, run_benchmarks, scaling, write_results
 
     if args.repeats is not None and args.repeats < 1:
         print("flatnet-xp bench: error: --repeats: expected an integer >= 1", file=sys.stderr)
@@ -63,6 +67,8 @@ def run_bench(args: argparse.Namespace) -> int:
                 f"threads={lib.get('num_threads')} ({lib.get('prefix')})"
             )
     print(f"OPENBLAS_CORETYPE={env['env']['OPENBLAS_CORETYPE']} OPENBLAS_L2_SIZE={env['env']['OPENBLAS_L2_SIZE']}")
+    for dtype, src in env["gemm_peak_source"].items():
+        print(f"GEMM peak ({dtype}): {env['gemm_peak_gflops'][dtype]:.1f} GFLOP/s, defined by {src['what']}")
     print("\nspeed-up of flatnet_xp over each peer (median step time ratio, same run):")
     for r in ratios(records):
         print(f"  {r['config']:<26} {r['ours']:<18} vs {r['versus']:<24} {r['speedup']:8.2f}x")

@@ -41,10 +41,17 @@ class Config:
 
     @property
     def activations(self) -> list[str]:
+        """One activation per weight layer: ``hidden`` everywhere, ``out_act`` last."""
         return [self.hidden] * (len(self.sizes) - 2) + [self.out_act]
 
     @property
+    def layers(self) -> list[tuple[int, int, str]]:
+        """``(fan_in, fan_out, activation)`` of every weight layer, input side first."""
+        return list(zip(self.sizes[:-1], self.sizes[1:], self.activations, strict=True))
+
+    @property
     def n_weights(self) -> int:
+        """Number of weights (biases excluded)."""
         return Layout(self.sizes).w_len
 
 
@@ -61,15 +68,16 @@ def flops_per_step(cfg: Config) -> float:
 CONFIGS: dict[str, Config] = {
     c.name: c
     for c in (
-        # The seed's network, per-sample SGD: pure interpreter overhead, 1000 samples per repeat.
-        Config("seed-per-sample", (50, 5), "sigmoid", "sigmoid", "mse", 1, "float64", 1000, 1000),
+        # The seed's network, per-sample SGD: pure interpreter overhead, 1000 samples per repeat
+        # (--quick: the first 250).
+        Config("seed-per-sample", (50, 5), "sigmoid", "sigmoid", "mse", 1, "float64", 1000, 250),
         # A small deep net: 8 hidden layers of 64.
         Config("deep-8x64", (64,) + (64,) * 8 + (10,), "relu", "identity", "cross_entropy", 32, "float32", 200, 100),
         # MNIST-sized MLP.
         Config(
             "mnist-784-256-256-10", (784, 256, 256, 10), "relu", "identity", "cross_entropy", 128, "float32", 100, 40
         ),
-        # Wide: GEMM-bound.
-        Config("wide-1024-4096-4096-1024", (1024, 4096, 4096, 1024), "relu", "identity", "mse", 256, "float32", 6, 3),
+        # Wide: GEMM-bound (--quick: one 0.1-0.2 s step per repeat).
+        Config("wide-1024-4096-4096-1024", (1024, 4096, 4096, 1024), "relu", "identity", "mse", 256, "float32", 6, 1),
     )
 }

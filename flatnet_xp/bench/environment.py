@@ -27,7 +27,17 @@ def _versions() -> dict[str, str | None]:
     import importlib.metadata as md
 
     out: dict[str, str | None] = {"python": platform.python_version()}
-    for pkg in ("flatnet_xp", "numpy", "array-api-compat", "torch", "cupy-cuda12x", "cupy", "scikit-learn"):
+    for pkg in (
+        "flatnet_xp",
+        "numpy",
+        "array-api-compat",
+        "torch",
+        "jax",
+        "jaxlib",
+        "cupy-cuda12x",
+        "cupy",
+        "scikit-learn",
+    ):
         try:
             out[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
@@ -61,6 +71,21 @@ def _gpu() -> dict[str, Any] | None:
 
         props = cupy.cuda.runtime.getDeviceProperties(0)
         return {"name": props["name"].decode(), "tf32_matmul": os.environ.get("CUPY_TF32", "0") == "1"}
+    except Exception:
+        pass
+    return _jax_gpu()
+
+
+def _jax_gpu() -> dict[str, Any] | None:
+    """JAX's first GPU and its default matmul precision (``None``: XLA's default, TF32 on Ampere+)."""
+    try:
+        import jax
+
+        dev = jax.devices("gpu")[0]
+        return {
+            "name": dev.device_kind,
+            "jax_default_matmul_precision": getattr(jax.config, "jax_default_matmul_precision", None),
+        }
     except Exception:
         return None
 
