@@ -14,7 +14,6 @@ import pytest
 import flatnet_xp as fx
 from flatnet_xp.cli import main
 from flatnet_xp.cli.train import split_indices
-from flatnet_xp.preprocessing import Preprocessing
 
 ROOT = Path(__file__).resolve().parents[1]
 
