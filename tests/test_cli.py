@@ -18,8 +18,6 @@ from flatnet_xp.cli.train import split_indices
 ROOT = Path(__file__).resolve().parents[1]
 
 
-
-
 def run_cli(*args: str, timeout: int = 300, flags: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, *flags, "-m", "flatnet_xp", *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT
