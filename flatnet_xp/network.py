@@ -622,6 +622,7 @@ class FlatMLP:
         checkpoint_every: int = 1,
         resume: str | os.PathLike[str] | None = None,
         comm: Any = None,
+        initial_epoch: int = 0,
     ) -> History:
         """Train on ``(X, Y)``; every argument is documented in :func:`flatnet_xp.training.fit`.
 
@@ -652,6 +653,7 @@ class FlatMLP:
             checkpoint_every=checkpoint_every,
             resume=resume,
             comm=comm,
+            initial_epoch=initial_epoch,
         )
 
     # ----------------------------------------------------------------- pickling (scikit-learn's convention)

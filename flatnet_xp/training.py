@@ -153,6 +153,7 @@ class _Run:
     checkpoint: Any
     checkpoint_every: int
     resume: Any
+    initial_epoch: int
 
 
 def _check_arguments(**kw: Any) -> _Run:
@@ -175,6 +176,11 @@ def _check_arguments(**kw: Any) -> _Run:
         check_output_path(checkpoint, "checkpoint")
     if resume is not None and not isinstance(resume, str | os.PathLike):
         raise TypeError(f"resume: expected a file path (str or os.PathLike), got {describe(resume)}")
+    initial_epoch = check_int("initial_epoch", kw["initial_epoch"], 0)
+    if initial_epoch > epochs:
+        raise ValueError(f"initial_epoch: expected at most epochs={epochs}, got {initial_epoch}")
+    if initial_epoch and resume is not None:
+        raise ValueError("initial_epoch: resume continues from the checkpoint's epoch; pass one or the other")
     if isinstance(optimizer, LBFGS) and (checkpoint is not None or resume is not None or kw["comm"] is not None):
         raise ValueError(
             "optimizer: L-BFGS runs full-batch in one scipy call: checkpoint, resume and comm are not supported"
@@ -193,6 +199,7 @@ def _check_arguments(**kw: Any) -> _Run:
         checkpoint,
         checkpoint_every,
         resume,
+        initial_epoch,
     )
 
 
@@ -217,6 +224,7 @@ def fit(
     checkpoint_every: int = 1,
     resume: str | os.PathLike[str] | None = None,
     comm: Any = None,
+    initial_epoch: int = 0,
 ) -> History:
     """Train ``net`` on ``(X, Y)`` with mini-batch gradient descent (or full-batch L-BFGS).
 
@@ -266,6 +274,11 @@ def fit(
         ``ValueError`` naming each difference. A finished run returns at once with its weights.
     comm : mpi4py communicator, optional
         Data-parallel training: every rank passes its own shard; see :mod:`flatnet_xp.distributed`.
+    initial_epoch : int, default 0
+        Count epochs from here (Keras's ``initial_epoch``): train epochs ``initial_epoch + 1`` to
+        ``epochs``, each shuffled as that epoch of a run started from 0 with the same ``seed``, so
+        ``fit(epochs=k + 1, initial_epoch=k)`` called for ``k = 0, 1, ...`` visits the samples in the
+        same orders as one ``fit(epochs=K)``.
 
     Returns
     -------
@@ -297,6 +310,7 @@ def fit(
         checkpoint_every=checkpoint_every,
         resume=resume,
         comm=comm,
+        initial_epoch=initial_epoch,
     )
     data = net._dataset(X, Y, run.loss, sample_weight=sample_weight)
     val = _validation_dataset(net, validation_data, run.loss)
@@ -392,7 +406,7 @@ def _fit_epochs(net: FlatMLP, data: Dataset, val: Dataset | None, run: _Run, com
     optimizer.bind(net)
     history = History()
     stopper = _EarlyStopping(net, run.patience, run.min_delta) if run.patience is not None else None
-    first_epoch = 0
+    first_epoch = run.initial_epoch
     net.loss_ = run.loss.name if run.loss.scale == 1.0 else run.loss
     if ckpt is not None:
         ckpt.restore(net, optimizer, stopper)
@@ -408,7 +422,9 @@ def _fit_epochs(net: FlatMLP, data: Dataset, val: Dataset | None, run: _Run, com
         from flatnet_xp.compiled import CompiledEpochs
 
         runner = CompiledEpochs(net, data, run.loss, optimizer, run.batch_size)
-    reason = _train(net, data, val, run, optimizer, dist, runner, history, stopper, entropy, first_epoch, signature)
+    reason, epochs_done = _train(
+        net, data, val, run, optimizer, dist, runner, history, stopper, entropy, first_epoch, signature
+    )
     live = None
     if stopper is not None:
         live = net._be.ops.copy(net.params) if run.checkpoint is not None else None
@@ -423,7 +439,7 @@ def _fit_epochs(net: FlatMLP, data: Dataset, val: Dataset | None, run: _Run, com
             run.checkpoint,
             net,
             optimizer,
-            history.epochs,
+            epochs_done,
             entropy,
             history,
             stopper,
@@ -447,11 +463,13 @@ def _train(
     entropy: int,
     first_epoch: int,
     signature: dict[str, Any],
-) -> str | None:
-    """The epochs of ``fit``; returns why training ended (a :data:`~flatnet_xp.persistence.FINISH_REASONS` entry)."""
+) -> tuple[str | None, int]:
+    """The epochs of ``fit``; returns why training ended (a :data:`~flatnet_xp.persistence.FINISH_REASONS`
+    entry) and the number of epochs done, counted from the run's start."""
     rank = 0 if dist is None else dist.rank
     bar: _Progress | None = None
     reason = None
+    done = first_epoch
     # Overflow on the way to a divergence is reported once, as DivergenceError, not as NumPy warnings.
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
         try:
@@ -462,7 +480,8 @@ def _train(
                 losses = runner.run(epoch, order, bar)
                 history.batch_loss.extend(losses.tolist())
                 history.loss.append(float(losses @ runner.batch_sizes) / data.n)
-                reason = _end_of_epoch(net, history, val, run.loss, stopper, optimizer, dist)
+                done = epoch + 1
+                reason = _end_of_epoch(net, history, val, run.loss, stopper, optimizer, dist, done)
                 history.epoch_time.append(time.perf_counter() - t0)
                 bar.end_epoch(history)
                 for cb in run.callbacks:
@@ -488,7 +507,7 @@ def _train(
         finally:
             if bar is not None:
                 bar.close()
-    return reason
+    return reason, done
 
 
 class EagerEpochs:
@@ -628,9 +647,10 @@ def _end_of_epoch(
     stopper: _EarlyStopping | None,
     optimizer: Optimizer,
     dist: Any,
+    epoch: int,
 ) -> str | None:
-    """Validation metrics, early stopping and plateau schedules for the epoch just finished;
-    returns the reason to stop, or None."""
+    """Validation metrics, early stopping and plateau schedules for ``epoch`` (counted from 1), just
+    finished; returns the reason to stop, or None."""
     monitored = history.loss[-1]
     if val is not None:
         scores = evaluate_dataset(net, val, loss, EVAL_BATCH, r2=not loss.classification)
@@ -647,6 +667,6 @@ def _end_of_epoch(
     end_epoch = getattr(optimizer.lr, "end_epoch", None)
     if end_epoch is not None and end_epoch(monitored):
         reason = "schedule"
-    if stopper is not None and stopper.update(net, monitored, history.epochs):
+    if stopper is not None and stopper.update(net, monitored, epoch):
         reason = reason or "early_stopping"
     return reason

@@ -278,3 +278,30 @@ def test_progress_is_off_by_default_when_not_a_terminal(capsys):
     X, Y = regression(16)
     fx.FlatMLP([4, 2], "identity", seed=0).fit(X, Y, epochs=1, optimizer=fx.SGD(lr=0.1))
     assert capsys.readouterr().err == ""
+
+
+def test_initial_epoch_continues_the_shuffle_stream_of_one_long_fit():
+    X, Y = regression(40)
+    long_net = fx.FlatMLP([4, 6, 2], ["tanh", "identity"], dtype="float64", seed=0)
+    long_hist = long_net.fit(X, Y, epochs=4, batch_size=6, optimizer=fx.SGD(0.05, momentum=0.5), seed=7, progress=False)
+    net = fx.FlatMLP([4, 6, 2], ["tanh", "identity"], dtype="float64", seed=0)
+    opt = fx.SGD(0.05, momentum=0.5)
+    batch_losses = []
+    for k in range(4):
+        hist = net.fit(X, Y, epochs=k + 1, initial_epoch=k, batch_size=6, optimizer=opt, seed=7, progress=False)
+        batch_losses += hist.batch_loss
+    np.testing.assert_array_equal(net.params, long_net.params)
+    assert batch_losses == long_hist.batch_loss
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"epochs": 2, "initial_epoch": 3}, "initial_epoch: expected at most epochs=2, got 3"),
+        ({"initial_epoch": -1}, ">= 0"),
+    ],
+)
+def test_bad_initial_epoch(kwargs, match):
+    X, Y = regression(8)
+    with pytest.raises(ValueError, match=match):
+        fx.FlatMLP([4, 2], "identity").fit(X, Y, progress=False, **kwargs)
