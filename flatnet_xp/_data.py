@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import array_api_compat
@@ -49,14 +50,24 @@ def _is_native(backend: Backend, arr: Any, dtype: Any) -> bool:
     return bool(array_api_compat.device(arr) == backend.device)
 
 
-def _gather(arr: Any, idx: Any) -> Any:
-    """Rows ``idx`` (a slice or an int64 NumPy index array) of a backend array or sparse matrix."""
-    if isinstance(idx, slice):
-        return arr[idx, ...] if not is_sparse(arr) else arr[idx]
+def _gatherer(arr: Any) -> Callable[[Any], Any]:
+    """``take(idx)``: rows ``idx`` (a slice or an int64 NumPy index array) of a backend array or a
+    sparse matrix, chosen once per array (NumPy and scipy.sparse index directly)."""
     if isinstance(arr, np.ndarray) or is_sparse(arr):
-        return arr[idx]
-    xp = array_namespace(arr)
-    return xp.take(arr, xp.asarray(idx, device=array_api_compat.device(arr)), axis=0)
+        return arr.__getitem__
+    xp, dev = array_namespace(arr), array_api_compat.device(arr)
+
+    def take(idx: Any) -> Any:
+        if isinstance(idx, slice):
+            return arr[idx, ...]
+        return xp.take(arr, xp.asarray(idx, device=dev), axis=0)
+
+    return take
+
+
+def _gather(arr: Any, idx: Any) -> Any:
+    """Rows ``idx`` of ``arr`` (see :func:`_gatherer`)."""
+    return _gatherer(arr)(idx)
 
 
 class Dataset:
@@ -139,6 +150,7 @@ class Dataset:
         self._sparse = is_sparse(X)
         self._x_native = not self._sparse and _is_native(backend, X, dtype)
         self._y_native = not self.labels and _is_native(backend, Y, dtype)
+        self._take_x, self._take_y = _gatherer(X), _gatherer(Y)
         self._classes = backend.xp.arange(n_outputs, device=backend.device) if self.labels else None
         self._ss_tot: np.ndarray | None = None
 
@@ -149,11 +161,12 @@ class Dataset:
         self.backend, self.dtype, self.X = backend, dtype, X
         self._sparse = is_sparse(X)
         self._x_native = not self._sparse and _is_native(backend, X, dtype)
+        self._take_x = _gatherer(X)
         return self
 
     def batch_x(self, idx: slice | np.ndarray) -> Any:
         """Features of rows ``idx`` as a backend array ``(m, n_features)`` in the network's dtype."""
-        x = _gather(self.X, idx)
+        x = self._take_x(idx)
         if self._x_native:
             return x
         if self._sparse:
@@ -170,7 +183,7 @@ class Dataset:
         """
         be = self.backend
         x = self.batch_x(idx)
-        y = _gather(self.Y, idx)
+        y = self._take_y(idx)
         if self.labels:
             xp = be.xp
             labels = xp.astype(be.asarray(y), xp.int64)

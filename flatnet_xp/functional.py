@@ -114,7 +114,7 @@ def forward(spec: Spec, views: Views, x: Any, ws: Workspace) -> Any:
     return a
 
 
-def backward(spec: Spec, views: Views, x: Any, ws: Workspace, grads: Views | None) -> list[Any]:
+def backward(spec: Spec, views: Views, x: Any, ws: Workspace, grads: Views | None) -> Any:
     """Backpropagate ``ws.deltas[-1] = dL/dz_out`` (left there by the loss) through every layer.
 
     Parameters
@@ -125,23 +125,27 @@ def backward(spec: Spec, views: Views, x: Any, ws: Workspace, grads: Views | Non
 
     Returns
     -------
-    list
-        ``[dW_0, ..., dW_{L-1}, db_0, ..., db_{L-1}]`` (views of the gradient buffer when given).
+    Views or list
+        ``grads`` itself when given (written in place), else the new arrays
+        ``[dW_0, ..., dW_{L-1}, db_0, ..., db_{L-1}]`` (see :func:`flat_gradient`).
     """
     xp, ops = spec.xp, spec.ops
     acts, deltas, deltas_t = ws.acts, ws.deltas, ws.deltas_t
     n_layers = spec.layout.n_layers
     dW: list[Any] = [NO_OUT] * n_layers if grads is None else grads.W
     db: list[Any] = [NO_OUT] * n_layers if grads is None else grads.b
-    dW_out, db_out = list(dW), list(db)
+    new = grads is None
+    dW_out, db_out = (list(dW), list(db)) if new else (dW, db)
     for k in range(n_layers - 1, -1, -1):
         d = deltas[k] = spec.activations[k].backward(xp, ops, deltas[k], acts[k])
         d_t = xp.matrix_transpose(d) if deltas_t is None else deltas_t[k]
-        dW_out[k] = ops.matmul(d_t, x if k == 0 else acts[k - 1], dW[k])
-        db_out[k] = ops.sum0(d, db[k])
+        w_grad = ops.matmul(d_t, x if k == 0 else acts[k - 1], dW[k])
+        b_grad = ops.sum0(d, db[k])
+        if new:
+            dW_out[k], db_out[k] = w_grad, b_grad
         if k:
             deltas[k - 1] = ops.matmul(d, views.W[k], deltas[k - 1])
-    return dW_out + db_out
+    return dW_out + db_out if new else grads
 
 
 def flat_gradient(spec: Spec, parts: list[Any]) -> Any:
@@ -159,11 +163,11 @@ def loss_and_grad(
     loss: Loss,
     ws: Workspace,
     grads: Views | None,
-) -> tuple[Any, list[Any]]:
+) -> tuple[Any, Any]:
     """Loss of the batch ``(x, y)`` (sample weights ``sw`` or None) and its gradient.
 
-    Returns the loss as a 0-d array (no host synchronisation) and the gradient parts of
-    :func:`backward` (written into ``grads`` when given).
+    Returns the loss as a 0-d array (no host synchronisation) and what :func:`backward` returns
+    (``grads``, written in place, when given).
     """
     z = forward(spec, views, x, ws)
     value, ws.deltas[-1] = loss.value_and_grad(spec.xp, spec.ops, z, y, ws.deltas[-1], sw)

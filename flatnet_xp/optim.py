@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from flatnet_xp._compat import precision
 from flatnet_xp._shim import NO_OUT, Blocks
 from flatnet_xp._validation import check_real, describe
-from flatnet_xp.schedules import Schedule, as_schedule, checked_lr
+from flatnet_xp.schedules import Constant, Schedule, as_schedule, checked_lr
 
 if TYPE_CHECKING:
     from flatnet_xp.network import FlatMLP
@@ -146,10 +146,11 @@ class Optimizer:
         return self._step(net)
 
     def _step(self, net: FlatMLP) -> Any:
-        self.bind(net)
+        if self._net_id != id(net) or not self._scratch:
+            self.bind(net)
         be = net._be
         ops, xp = be.ops, be.xp
-        lr = checked_lr(self.lr, self.t)
+        lr = self.lr.lr if type(self.lr) is Constant else checked_lr(self.lr, self.t)  # constants were checked
         g = self.clip(xp, ops, net.grads)
         self.t += 1
         p, state, scratch, t = net.params, self.state, self._scratch, self.t
