@@ -320,26 +320,26 @@ class Blocks:
         self.blocked = enabled and n > self.BLOCK
         self._pool: Any = None
 
-    def run(self, fn: Callable[[int, int, int], float]) -> float:
-        """Call ``fn(start, stop, worker)`` over ``[0, n)`` (one call, or per block on each worker's
-        range) and return the sum of what the calls returned (the update's finiteness check)."""
+    def run(self, fn: Callable[[int, int, int], None]) -> None:
+        """Call ``fn(start, stop, worker)`` over ``[0, n)``: one call, or per block on each worker's range."""
         if not self.blocked:
-            return fn(0, self.n, 0)
+            fn(0, self.n, 0)
+            return
         if self.threads == 1:
-            return self._range(fn, 0, self.n, 0)
+            self._range(fn, 0, self.n, 0)
+            return
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="flatnet_xp")
         per = -(-self.n // self.threads)
         futures = [
             self._pool.submit(self._range, fn, w * per, min((w + 1) * per, self.n), w) for w in range(self.threads)
         ]
-        return sum(f.result() for f in futures)
+        for f in futures:
+            f.result()
 
-    def _range(self, fn: Callable[[int, int, int], float], lo: int, hi: int, worker: int) -> float:
-        total = 0.0
+    def _range(self, fn: Callable[[int, int, int], None], lo: int, hi: int, worker: int) -> None:
         for start in range(lo, hi, self.BLOCK):
-            total += fn(start, min(start + self.BLOCK, hi), worker)
-        return total
+            fn(start, min(start + self.BLOCK, hi), worker)
 
     def scratch_size(self) -> int:
         """Elements of scratch each worker needs."""

@@ -10,10 +10,11 @@ entries of the buffer).
 
 The formulas follow ``torch.optim`` exactly (the tests compare against it step by step).
 
-Every eager step also returns a finiteness check of what it wrote: the sum of the new parameters
-(and of the state that can overflow on its own, such as Adam's second moment), computed on NumPy
-block by block while each block is still in cache. ``fit`` raises :class:`~flatnet_xp.DivergenceError`
-when it is not finite, so no update can leave non-finite parameters behind.
+Finiteness: an update only subtracts from and scales the parameters and its state, so once a value
+is NaN or infinite it stays so for the rest of the epoch. ``fit`` therefore checks the parameters
+and the state once per epoch (:meth:`Optimizer.all_finite`, no per-step cost) besides each step's
+loss, and raises :class:`~flatnet_xp.DivergenceError` having restored the state from before the
+failing step, so no update can leave non-finite parameters behind.
 """
 
 from __future__ import annotations
@@ -51,8 +52,6 @@ class Optimizer:
     name: ClassVar[str] = "optimizer"
     #: Names of the persistent flat state buffers (saved in checkpoints).
     buffer_names: tuple[str, ...] = ()
-    #: State buffers that can overflow without the parameters doing so (included in the check).
-    checked_buffers: tuple[str, ...] = ()
 
     def __init__(self, lr: Schedule | float, clip_norm: float | None = None) -> None:
         self.lr = as_schedule(lr)
@@ -124,15 +123,8 @@ class Optimizer:
         norm = xp.sqrt(xp.vecdot(g, g))
         return ops.imul(g, xp.clip(self.clip_norm / (norm + 1e-6), max=1.0))
 
-    def step(self, net: FlatMLP) -> Any:
+    def step(self, net: FlatMLP) -> None:
         """Apply one update to ``net.params`` from ``net.grads`` (both flat), in place.
-
-        Returns
-        -------
-        check : float or 0-d array
-            Sum of the new parameters (and overflow-prone state): finite exactly when everything
-            the update wrote is finite (or, rarely, when large finite values overflow the sum;
-            callers confirm a non-finite check element-wise). A 0-d device array on GPUs (no sync).
 
         Raises
         ------
@@ -145,7 +137,7 @@ class Optimizer:
                 return self._step(net)
         return self._step(net)
 
-    def _step(self, net: FlatMLP) -> Any:
+    def _step(self, net: FlatMLP) -> None:
         if self._net_id != id(net) or not self._scratch:
             self.bind(net)
         be = net._be
@@ -158,21 +150,25 @@ class Optimizer:
             p = self.update(ops, 0, p, g, state, scratch[0], lr, t)
             if not be.mutable:
                 net.params = p
-            return self.check(ops, p, state)
+            return
 
-        def block(lo: int, hi: int, worker: int) -> float:
+        def block(lo: int, hi: int, worker: int) -> None:
             views = {name: buf[lo:hi] for name, buf in state.items()}
-            pb = self.update(ops, lo, p[lo:hi], g[lo:hi], views, scratch[worker][: hi - lo], lr, t)
-            return float(self.check(ops, pb, views))
+            self.update(ops, lo, p[lo:hi], g[lo:hi], views, scratch[worker][: hi - lo], lr, t)
 
-        return self._blocks.run(block)
+        self._blocks.run(block)
 
-    def check(self, ops: Any, p: Any, state: dict[str, Any]) -> Any:
-        """Sum of ``p`` and of the overflow-prone state buffers (0-d array)."""
-        total = ops.total(p)
-        for name in self.checked_buffers:
-            total = total + ops.total(state[name])
-        return total
+    def all_finite(self, net: FlatMLP) -> bool:
+        """True when the parameters and every state buffer hold only finite values.
+
+        One summation per buffer (finite sum: all finite); only when a sum is not finite, which
+        large finite values can also cause, the exact element-wise test.
+        """
+        xp, ops = net.xp, net._be.ops
+        for buf in (net.params, *self.state.values()):
+            if not bool(xp.isfinite(ops.total(buf))) and not bool(xp.all(xp.isfinite(buf))):
+                return False
+        return True
 
     def update(self, ops: Any, lo: int, p: Any, g: Any, s: dict[str, Any], tmp: Any, lr: Any, t: Any) -> Any:
         """The update of the slice ``[lo, lo + len(p))`` of the flat buffers; returns the new ``p``.
@@ -255,7 +251,6 @@ class Adam(Optimizer):
 
     name = "adam"
     buffer_names = ("exp_avg", "exp_avg_sq")
-    checked_buffers = ("exp_avg_sq",)
 
     def __init__(
         self,
@@ -331,7 +326,6 @@ class RMSprop(Optimizer):
     """
 
     name = "rmsprop"
-    checked_buffers = ("square_avg",)
 
     def __init__(
         self,

@@ -402,7 +402,9 @@ def _fit_epochs(net: FlatMLP, data: Dataset, val: Dataset | None, run: _Run, com
     signature = _run_signature(net, run, data, val, dist) if needs_signature else {}
     ckpt = _read_resume(run, signature) if run.resume is not None else None
     rank = 0 if dist is None else dist.rank
-    entropy = run.seed if run.seed is not None else (dist.shuffle_seed if dist is not None else fresh_entropy())
+    entropy = run.seed if run.seed is not None else (dist.shuffle_seed if dist is not None else 0)
+    if run.seed is None and dist is None and (run.shuffle or run.checkpoint is not None):
+        entropy = fresh_entropy()  # only when something uses it
     optimizer.bind(net)
     history = History()
     stopper = _EarlyStopping(net, run.patience, run.min_delta) if run.patience is not None else None
@@ -512,14 +514,16 @@ def _train(
 
 class EagerEpochs:
     """The steps of one epoch on a mutable backend: gather a batch, loss and gradient, (all-reduce,)
-    update, check.
+    update.
 
-    Every step's update returns a finiteness check of what it wrote (:meth:`Optimizer.step`). On
-    the host (NumPy, PyTorch CPU, array-api-strict) each step's loss and check are read at once; a
-    non-finite one restores the parameters and optimizer state of the epoch's start, kept in one flat
-    snapshot, and replays the epoch's steps up to the failing one, so the network ends exactly where
-    it was before that step. On a GPU the values stay on the device and are read once per epoch (no
-    host synchronisation per step); a divergence then restores the epoch's start.
+    Divergence: an update only subtracts from and scales the parameters and the optimizer state, so
+    a NaN or infinity, once there, stays until the epoch ends; the parameters and state are
+    therefore checked once per epoch (no per-step cost), each step's loss as it is recorded. On the
+    host (NumPy, PyTorch CPU, array-api-strict) the loss is read every step; a non-finite loss, or
+    non-finite parameters at the epoch's end, restore the epoch's start from one flat snapshot and
+    replay the epoch step by step, checking everything, up to the first failing step, so the network
+    ends exactly where it was before that step. On a GPU the losses stay on the device and are read
+    once per epoch (no host synchronisation per step); a divergence restores the epoch's start.
     """
 
     def __init__(self, net: FlatMLP, data: Dataset, loss: Loss, optimizer: Optimizer, batch_size: int, dist: Any):
@@ -536,11 +540,10 @@ class EagerEpochs:
         self._snapshot: dict[str, Any] | None = None
         if self.lazy:
             self.dev_losses = xp.zeros(self.n_batches, dtype=xp.float64, device=be.device)
-            self.dev_checks = xp.zeros(self.n_batches, dtype=xp.float64, device=be.device)
         self.host_losses = np.zeros(self.n_batches)
 
-    def _step(self, step: int, order: np.ndarray | None) -> tuple[Any, Any]:
-        """One step: returns the (averaged) batch loss and the update's finiteness check."""
+    def _step(self, step: int, order: np.ndarray | None) -> Any:
+        """One step; returns the (averaged) batch loss as a 0-d array."""
         net, bs = self.net, self.batch_size
         lo = step * bs
         hi = min(lo + bs, self.data.n)
@@ -548,7 +551,8 @@ class EagerEpochs:
         value, _ = F.loss_and_grad(net._spec, net._views, x, y, sw, self.loss, self._ws[hi - lo], self._grad_views)
         if self.dist is not None:
             value = self.dist.allreduce_step(net, value)
-        return value, self.optimizer.step(net)
+        self.optimizer.step(net)
+        return value
 
     def _take_snapshot(self) -> None:
         ops, opt = self.net._be.ops, self.optimizer
@@ -570,58 +574,68 @@ class EagerEpochs:
             ops.copy(snap[f"opt.{k}"], v)
         opt.t = snap["t"]
 
-    def _all_finite(self) -> bool:
-        xp = self.net.xp
-        bufs = [self.net.params, *self.optimizer.state.values()]
-        return all(bool(xp.all(xp.isfinite(b))) for b in bufs)
-
     def run(self, epoch: int, order: np.ndarray | None, bar: _Progress) -> np.ndarray:
         """Train one epoch in ``order`` (None: data order); returns each step's loss (host array)."""
         lazy, host_losses, isfinite = self.lazy, self.host_losses, math.isfinite
         bar.start_epoch(epoch)
         self._take_snapshot()
+        lv = math.nan
         for step in range(self.n_batches):
             try:
-                value, check = self._step(step, order)
+                value = self._step(step, order)
             except RemoteRankError:
                 self._restore_snapshot()  # steps after the remote failure used a partial gradient
                 raise
             if lazy:
                 self.dev_losses[step] = value
-                self.dev_checks[step] = check
             else:
                 lv = float(value)
-                if not (isfinite(lv) and isfinite(float(check))) and not (isfinite(lv) and self._all_finite()):
-                    self._diverged(epoch, step, order, lv)
+                if not isfinite(lv):
+                    self._diverged(epoch, order)
                 host_losses[step] = lv
             if bar.enabled and step % bar.stride == 0:
                 bar.batches(step + 1, None if lazy else lv)
         if lazy:
             host_losses[:] = np.asarray(to_numpy(self.dev_losses), dtype=np.float64)
-            checks_ok = bool(np.all(np.isfinite(np.asarray(to_numpy(self.dev_checks)))))
-            if not np.all(np.isfinite(host_losses)) or not (checks_ok or self._all_finite()):
+            if not (np.all(np.isfinite(host_losses)) and self.optimizer.all_finite(self.net)):
                 self._restore_snapshot()
-                bad = int(np.argmin(np.isfinite(host_losses))) if not np.all(np.isfinite(host_losses)) else 0
+                bad = np.flatnonzero(~np.isfinite(host_losses))
+                where = f"step {bad[0] + 1}" if bad.size else "an update"
                 raise DivergenceError(
-                    f"non-finite loss, gradient or update at epoch {epoch + 1}, step {bad + 1}; the parameters and "
+                    f"non-finite loss, gradient or update at epoch {epoch + 1} ({where}); the parameters and "
                     "optimizer state were restored to those at the start of this epoch: lower the learning rate "
                     "or set clip_norm",
                     epoch + 1,
-                    bad + 1,
+                    int(bad[0]) + 1 if bad.size else None,
                 )
+        elif not self.optimizer.all_finite(self.net):
+            self._diverged(epoch, order)
         return host_losses
 
-    def _diverged(self, epoch: int, step: int, order: np.ndarray | None, loss_value: float) -> None:
-        """Restore the state before ``step`` (snapshot + replay of the steps before it) and raise."""
-        what = "loss" if not math.isfinite(loss_value) else "gradient or update"
+    def _diverged(self, epoch: int, order: np.ndarray | None) -> None:
+        """Find the first failing step by replaying the epoch from its snapshot with every check,
+        leave the state from before that step, and raise."""
         self._restore_snapshot()
-        for s in range(step):
-            self._step(s, order)
-        raise DivergenceError(
-            f"non-finite {what} at epoch {epoch + 1}, step {step + 1} (loss {loss_value!r}); the parameters and "
-            "optimizer state are those from before this step: lower the learning rate or set clip_norm",
+        opt, net = self.optimizer, self.net
+        for step in range(self.n_batches):
+            value = float(self._step(step, order))
+            if not math.isfinite(value) or not opt.all_finite(net):
+                what = "loss" if not math.isfinite(value) else "gradient or update"
+                self._restore_snapshot()
+                for s in range(step):  # deterministic: the same steps give the same state
+                    self._step(s, order)
+                raise DivergenceError(
+                    f"non-finite {what} at epoch {epoch + 1}, step {step + 1} (loss {value!r}); the parameters "
+                    "and optimizer state are those from before this step: lower the learning rate or set clip_norm",
+                    epoch + 1,
+                    step + 1,
+                )
+        self._restore_snapshot()  # not reproduced (a non-deterministic kernel): the epoch's start
+        raise DivergenceError(  # pragma: no cover - deterministic backends always reproduce it
+            f"non-finite loss, gradient or update at epoch {epoch + 1}; the parameters and optimizer state were "
+            "restored to those at the start of this epoch: lower the learning rate or set clip_norm",
             epoch + 1,
-            step + 1,
+            None,
         )
 
 

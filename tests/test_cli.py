@@ -663,12 +663,12 @@ def test_demo_torch_cuda_without_gpu(capsys):
     assert "no usable CUDA GPU" in one_error_line(capsys.readouterr().err, "demo")
 
 
-def test_bench_gpu_without_cupy(monkeypatch, capsys):
+def test_bench_gpu_without_a_gpu(monkeypatch, capsys):
     _no_cupy(monkeypatch)
     t0 = time.perf_counter()
     assert main(["bench", "--gpu", "--quick"]) == 2
-    assert time.perf_counter() - t0 < 1.0
-    assert "--gpu: needs CuPy and a CUDA GPU" in one_error_line(capsys.readouterr().err, "bench")
+    assert time.perf_counter() - t0 < 5.0
+    assert "--gpu: nothing runs on a GPU here" in one_error_line(capsys.readouterr().err, "bench")
 
 
 def test_bench_rejects_bad_values(tmp_path, capsys):
