@@ -163,7 +163,8 @@ def _check_json_value(path: Any, value: Any, depth: int = 0) -> None:
 def _parse_loss(path: Any, raw: Any) -> str | Loss | None:
     if raw is None:
         return None
-    if not (isinstance(raw, dict) and raw.get("name") in LOSSES and _is_number(raw.get("scale")) and raw["scale"] > 0):
+    name = raw.get("name") if isinstance(raw, dict) else None
+    if not (isinstance(name, str) and name in LOSSES and _is_number(raw.get("scale")) and raw["scale"] > 0):
         raise _bad(path, f"malformed loss {raw!r}")
     return raw["name"] if raw["scale"] == 1.0 else LOSSES[raw["name"]].scaled(raw["scale"])
 
@@ -190,7 +191,11 @@ def _parse_meta(path: Any, header: dict[str, Any]) -> dict[str, Any]:
     if max(sizes) > 1 << 24 or Layout(sizes).n_params > 1 << 40:
         raise _bad(path, f"implausible layer sizes {list(sizes)}")
     acts = meta.get("activations")
-    if not isinstance(acts, list) or len(acts) != len(sizes) - 1 or any(a not in ACTIVATIONS for a in acts):
+    if (
+        not isinstance(acts, list)
+        or len(acts) != len(sizes) - 1
+        or not all(isinstance(a, str) and a in ACTIVATIONS for a in acts)
+    ):
         raise _bad(path, f"activations {acts!r} do not fit layer sizes {list(sizes)}")
     if meta.get("dtype") not in FLOAT_DTYPES:
         raise _bad(path, f"dtype {meta.get('dtype')!r}")

@@ -26,7 +26,9 @@ TASKS = ("classify", "regress")
 MAX_AUTO_CLASSES = 20
 #: Version of :meth:`Preprocessing.to_dict`'s layout.
 _DICT_VERSION = 1
-_KEYS = frozenset({"version", "feature_names", "means", "scales", "target_name", "task", "class_names"})
+_KEYS = frozenset(
+    {"version", "feature_names", "means", "scales", "target_name", "task", "class_names", "target_mean", "target_scale"}
+)
 _MAX_NAME = 1024
 
 
@@ -87,6 +89,10 @@ class Preprocessing:
     class_names : tuple of str, or None
         Classification: the label of each output, sorted as ``numpy.unique`` sorts the labels.
         Regression: None.
+    target_mean, target_scale : float or None
+        Regression with standardization: the network learns ``(y - target_mean) / target_scale``
+        and :meth:`unscale_target` turns its outputs back into the target's units (None: the target
+        is used as it is; always None for classification).
 
     Raises
     ------
@@ -101,6 +107,8 @@ class Preprocessing:
     target_name: str | None
     task: Literal["classify", "regress"]
     class_names: tuple[str, ...] | None
+    target_mean: float | None = None
+    target_scale: float | None = None
 
     def __post_init__(self) -> None:
         names = _names("feature_names", self.feature_names)
@@ -128,6 +136,17 @@ class Preprocessing:
             classes = _names("class_names", classes)
             if len(classes) < 2:
                 raise ValueError(f"class_names: expected at least two classes, got {list(classes)}")
+        if (self.target_mean is None) != (self.target_scale is None):
+            raise ValueError("target_mean, target_scale: give both (a standardized target) or neither")
+        if self.target_mean is not None:
+            if self.task != "regress":
+                raise ValueError("target_mean, target_scale: only a regression target is standardized")
+            t_mean, t_scale = (
+                _floats("target_mean", [self.target_mean], 1, positive=False)[0],
+                _floats("target_scale", [self.target_scale], 1, positive=True)[0],
+            )
+            object.__setattr__(self, "target_mean", t_mean)
+            object.__setattr__(self, "target_scale", t_scale)
         object.__setattr__(self, "feature_names", names)
         object.__setattr__(self, "means", means)
         object.__setattr__(self, "scales", scales)
@@ -144,8 +163,10 @@ class Preprocessing:
         target_name: str | None = None,
         task: Literal["classify", "regress"] = "regress",
         class_names: Sequence[str] | None = None,
+        y: Any = None,
     ) -> Preprocessing:
-        """Learn the per-feature means and scales (population standard deviation) of ``X``.
+        """Learn the per-feature means and scales (population standard deviation) of ``X``, and for
+        a regression target ``y`` its mean and scale.
 
         Parameters
         ----------
@@ -156,6 +177,8 @@ class Preprocessing:
             False stores no means and scales (``transform`` then only copies).
         target_name, task, class_names
             Stored as given (see the class attributes).
+        y : array, shape (n,), optional
+            Regression targets to standardize (with ``standardize``); ignored for classification.
         """
         if not isinstance(standardize, bool):
             raise TypeError(f"standardize: expected a bool, got {type(standardize).__name__}")
@@ -177,6 +200,14 @@ class Preprocessing:
             constant = sd <= 10 * np.finfo(np.float64).eps * np.maximum(1.0, np.abs(mu))
             sd = np.where(constant, 1.0, sd)
             means, scales = tuple(float(v) for v in mu), tuple(float(v) for v in sd)
+        t_mean = t_scale = None
+        if standardize and task == "regress" and y is not None:
+            t = np.asarray(y, dtype=np.float64).reshape(-1)
+            with np.errstate(over="ignore", invalid="ignore"):
+                t_mean, t_sd = float(t.mean()), float(t.std())
+            if not (math.isfinite(t_mean) and math.isfinite(t_sd)):
+                raise ValueError("y: target values too large to standardize (overflow)")
+            t_scale = 1.0 if t_sd <= 10 * np.finfo(np.float64).eps * max(1.0, abs(t_mean)) else t_sd
         return cls(
             names,
             means,
@@ -184,6 +215,8 @@ class Preprocessing:
             target_name,
             task,
             None if class_names is None else tuple(class_names),
+            t_mean,
+            t_scale,
         )
 
     # ------------------------------------------------------------------------------- using
@@ -209,6 +242,22 @@ class Preprocessing:
         if self.means is None or self.scales is None:
             return np.array(x, dtype=np.float64, copy=True)
         return (x - np.asarray(self.means)) / np.asarray(self.scales)
+
+    def scale_target(self, y: Any) -> np.ndarray:
+        """Regression targets in the network's units (standardized when a target scale is stored)."""
+        t = np.asarray(y, dtype=np.float64)
+        if self.target_mean is None or self.target_scale is None:
+            return t
+        return (t - self.target_mean) / self.target_scale
+
+    def unscale_target(self, outputs: Any) -> np.ndarray:
+        """The network's regression outputs in the target's units (inverse of :meth:`scale_target`)."""
+        from flatnet_xp._compat import to_numpy
+
+        z = np.asarray(to_numpy(outputs), dtype=np.float64)
+        if self.target_mean is None or self.target_scale is None:
+            return z
+        return z * self.target_scale + self.target_mean
 
     def check_columns(self, names: Sequence[str]) -> None:
         """Check that ``names`` are exactly :attr:`feature_names`, in the same order.
@@ -258,6 +307,8 @@ class Preprocessing:
             "target_name": self.target_name,
             "task": self.task,
             "class_names": None if self.class_names is None else list(self.class_names),
+            "target_mean": self.target_mean,
+            "target_scale": self.target_scale,
         }
 
     @classmethod
@@ -295,6 +346,8 @@ class Preprocessing:
                 d["target_name"],
                 cast(Literal["classify", "regress"], d["task"]),  # its value is checked in __post_init__
                 None if d["class_names"] is None else tuple(d["class_names"]),
+                d["target_mean"],
+                d["target_scale"],
             )
         except (TypeError, ValueError) as exc:
             raise type(exc)(f"preprocessing: {exc}") from None

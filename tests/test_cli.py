@@ -513,8 +513,26 @@ def test_predict_round_trip_regression_is_exact(tmp_path, rng, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "target value"
     net = fx.FlatMLP.load(model)
-    expected = fx.to_numpy(net.predict(net.preprocessing.transform(X)))[:, 0]
+    prep = net.preprocessing
+    expected = prep.unscale_target(net.predict(prep.transform(X)))[:, 0]  # the target's own units
     np.testing.assert_array_equal([float(v) for v in lines[1:]], expected)
+    assert prep.target_mean == pytest.approx(np.mean(y), rel=0.5)  # learned on the 80 % training split
+
+
+def test_a_regression_target_is_standardized_and_learned_in_its_own_units(tmp_path, capsys):
+    from sklearn.datasets import load_diabetes
+
+    X, y = load_diabetes(return_X_y=True)
+    names = [f"f{i}" for i in range(X.shape[1])]
+    data = write_table(tmp_path / "d.csv", (*names, "progression"), np.column_stack([X, y]).tolist())
+    model = tmp_path / "d.safetensors"
+    assert train("--data", str(data), "--out", str(model), "--epochs", "30", "--seed", "0") == 0
+    out = capsys.readouterr().out
+    assert "features and target standardized" in out
+    r2 = float(out.split("val_r2 ")[-1].split()[0].rstrip(",;"))
+    assert r2 > 0.3  # without the target's standardization the defaults end near R^2 = -3
+    prep = fx.FlatMLP.load(model).preprocessing
+    assert prep.target_scale == pytest.approx(np.std(y), rel=0.2)
 
 
 def test_headerless_csv_train_and_predict(tmp_path, capsys):

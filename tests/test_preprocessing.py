@@ -235,3 +235,30 @@ def test_booleans_and_overrides():
 def test_infer_target_errors(values, task, match):
     with pytest.raises(ValueError, match=match):
         infer_target(values, task, name="y")
+
+
+def test_a_regression_target_is_standardized_and_restored(rng):
+    X = rng.normal(size=(30, 2))
+    y = rng.normal(100.0, 15.0, size=30)
+    prep = Preprocessing.fit_from(X, ["a", "b"], target_name="y", task="regress", y=y)
+    assert prep.target_mean == pytest.approx(y.mean()) and prep.target_scale == pytest.approx(y.std())
+    scaled = prep.scale_target(y)
+    assert scaled.mean() == pytest.approx(0.0, abs=1e-12) and scaled.std() == pytest.approx(1.0)
+    np.testing.assert_allclose(prep.unscale_target(scaled[:, None])[:, 0], y, rtol=1e-14)
+    assert Preprocessing.from_dict(prep.to_dict()) == prep
+    plain = Preprocessing.fit_from(X, ["a", "b"], standardize=False, task="regress", y=y)
+    assert plain.target_mean is None and np.array_equal(plain.scale_target(y), y)
+
+
+@pytest.mark.parametrize(
+    ("changes", "match"),
+    [
+        ({"target_mean": 1.0}, "target_mean, target_scale: give both"),
+        ({"task": "classify", "class_names": ("a", "b"), "target_mean": 1.0, "target_scale": 2.0}, "only a regression"),
+        ({"task": "regress", "class_names": None, "target_mean": 1.0, "target_scale": 0.0}, "target_scale"),
+        ({"task": "regress", "class_names": None, "target_mean": float("nan"), "target_scale": 1.0}, "target_mean"),
+    ],
+)
+def test_bad_target_standardization_is_refused(changes, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        make(**changes)

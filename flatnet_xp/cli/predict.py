@@ -72,7 +72,7 @@ def predictions_csv(net: Any, prep: Any, X: np.ndarray, proba: bool) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     if prep.task == "regress":
-        values = to_numpy(net.predict(Z))
+        values = prep.unscale_target(net.predict(Z))  # back into the target's units
         writer.writerow([column] if values.shape[1] == 1 else [f"{column}_{k}" for k in range(values.shape[1])])
         writer.writerows([[repr(float(v)) for v in row] for row in values.tolist()])
         return buf.getvalue()

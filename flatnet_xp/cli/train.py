@@ -189,7 +189,7 @@ class _EpochLines:
     def __call__(self, net: Any, history: Any) -> None:
         parts = [f"loss {history.loss[-1]:.6g}"]
         if self.val is not None:
-            self.metric.append(net.score(self.val[0], self.val[1], loss=self.loss))
+            self.metric.append(history.val_score[-1])  # accuracy or R^2, computed by fit
             parts += [f"val_loss {history.val_loss[-1]:.6g}", f"{self.metric_name} {self.metric[-1]:.4f}"]
         parts.append(f"{history.epoch_time[-1]:.2f} s")
         if not self.quiet:
@@ -255,9 +255,12 @@ def run(args: argparse.Namespace) -> int:
             target_name=target,
             task=tgt.task,
             class_names=classes,
+            y=y[train_idx] if tgt.task == "regress" else None,
         )
     except (ValueError, TypeError) as exc:
         raise CliError(f"--data {args.data}: {exc}") from None
+    if tgt.task == "regress":  # a standardized target: the network learns it in units of its spread
+        y = prep.scale_target(y)
     Xt, yt = prep.transform(X[train_idx]), y[train_idx]
     val = (prep.transform(X[val_idx]), y[val_idx]) if val_idx.shape[0] else None
 
@@ -270,7 +273,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"task: regression ({reason}), target in [{tgt.y.min():.6g}, {tgt.y.max():.6g}]; loss {loss}")
     split = f"{train_idx.shape[0]} training rows, {val_idx.shape[0]} validation rows"
     split += " (stratified)" if stratified else "" if val is not None else " (no validation)"
-    print(f"split: {split}; features {'standardized' if prep.standardized else 'used as they are'}")
+    scaled = " and target" if prep.target_scale is not None else ""
+    print(f"split: {split}; features{scaled} {'standardized' if prep.standardized else 'used as they are'}")
     acts = [args.activation] * (len(sizes) - 2) + [args.output_activation]
     try:
         net = fx.FlatMLP(sizes, acts, backend=args.backend, dtype=args.dtype, seed=args.seed, device=args.device)
@@ -314,10 +318,10 @@ def run(args: argparse.Namespace) -> int:
     if val is not None:
         summary += f", val_loss {hist.val_loss[-1]:.6g}, {lines.metric_name} {lines.metric[-1]:.4f}"
     if hist.stopped_early and hist.best_epoch is not None:
-        best = hist.best_epoch
-        summary += f"; stopped early, restored the weights of epoch {best + 1}"
-        if val is not None and len(hist.val_loss) > best:
-            summary += f" (val_loss {hist.val_loss[best]:.6g}, {lines.metric_name} {lines.metric[best]:.4f})"
+        best = hist.best_epoch  # counted from 1
+        summary += f"; stopped early, restored the weights of epoch {best}"
+        if val is not None and len(hist.val_loss) >= best:
+            summary += f" (val_loss {hist.val_loss[best - 1]:.6g}, {lines.metric_name} {lines.metric[best - 1]:.4f})"
     print(summary)
     print(f"model written to {out} (predict with: flatnet-xp predict --model {out} --data FILE)")
     if plot is not None:
