@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# GPU check, for a machine with an NVIDIA GPU, CuPy and PyTorch (no package registry needed):
-#   1. the whole test suite, so every `xp`-parametrized test also runs on cupy (and torch on CUDA);
-#   2. the GPU benchmark: flatnet_xp on cupy and on torch-CUDA, native PyTorch CUDA, the cuBLAS GEMM
-#      peak, synchronised timing, plus the width/batch sweep against the CPU (where the GPU overtakes).
-# Designed to finish within 5 minutes. Results go to ${OUT:-gpu_results}/.
-# On the lent device machine: first `bash ../shared/tools/device-wheels.sh` here, pass carry=[".whl"],
-# and this script installs the wheels itself.
+# GPU check, for a machine with an NVIDIA GPU, CuPy, PyTorch and JAX (no package registry needed). In order:
+#   1. versions and devices (nvidia-smi, CuPy, torch, JAX);
+#   2. the GPU tests: tests/test_gpu.py (no host sync per step, float32 agreement with NumPy to 1e-5,
+#      a file saved on the GPU loads on NumPy bit-identically, JAX on the GPU), then the whole suite,
+#      where the `xp` fixture adds cupy, torch-cuda and (JAX's default device being the GPU) jax;
+#   3. `flatnet-xp bench --gpu`: flatnet_xp on CuPy, torch-CUDA and JAX, native PyTorch CUDA, the
+#      hand-written JAX peer, the cuBLAS GEMM peak, synchronised timing, peak memory, and the
+#      width/batch sweep against the CPU (where the GPU overtakes it).
+# Designed to finish within 8 minutes. Everything goes to ${OUT:-gpu_results}/.
+# On the lent device machine: first `bash ../shared/tools/device-wheels.sh` here, pass carry=[".whl"];
+# this script installs the wheels itself.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-gpu_results}"
@@ -15,20 +19,35 @@ if [ -d .whl ]; then
     && export PYTHONPATH="/tmp/site:$PWD"
 fi
 export PYTHONPATH="${PYTHONPATH:-$PWD}"
+status=0
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 | tee "$out/nvidia-smi.txt"
 python3 - <<'PY' 2>&1 | tee "$out/versions.txt"
-import cupy, numpy, torch
-print("cupy", cupy.__version__, "numpy", numpy.__version__, "torch", torch.__version__,
-      "cuda", torch.version.cuda, "tf32", torch.backends.cuda.matmul.allow_tf32)
+import importlib
+for name in ("numpy", "cupy", "torch", "jax", "array_api_compat", "safetensors"):
+    try:
+        mod = importlib.import_module(name)
+        print(name, getattr(mod, "__version__", "?"))
+    except Exception as exc:  # report, don't stop
+        print(name, "unavailable:", exc)
+try:
+    import torch
+    print("torch cuda", torch.version.cuda, "available", torch.cuda.is_available(), "tf32", torch.backends.cuda.matmul.allow_tf32)
+except Exception as exc:
+    print("torch:", exc)
+try:
+    import cupy
+    print("cupy runtime", cupy.cuda.runtime.runtimeGetVersion(), "driver", cupy.cuda.runtime.driverGetVersion())
+except Exception as exc:
+    print("cupy:", exc)
+try:
+    import jax
+    print("jax devices", jax.devices())
+except Exception as exc:
+    print("jax:", exc)
 PY
-status=0
-timeout 170 python3 -m pytest -q -p no:cacheprovider tests -m "not mpi" 2>&1 | tail -25 | tee "$out/tests.txt" || status=1
-timeout 120 python3 -m flatnet_xp bench --gpu --quick --no-progress --out "$out" 2>&1 | tee "$out/bench.txt" || status=1
-python3 - "$out" <<'PY'
-import sys, flatnet_xp as fx
-path = sys.argv[1] + "/model.safetensors"
-fx.FlatMLP([5, 7, 3], ["relu", "identity"], dtype="float64", seed=0).save(path)
-net = fx.FlatMLP.load(path, backend="cupy")
-print("saved from numpy, loaded onto", net.backend, net.device)
-PY
+timeout 120 python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py -rA 2>&1 | tail -30 | tee "$out/gpu_tests.txt" || status=1
+timeout 240 python3 -m pytest -q -p no:cacheprovider tests -m "not mpi and not slow" -x -k "cupy or cuda or jax" 2>&1 \
+  | tail -30 | tee "$out/tests.txt" || status=1
+timeout 200 python3 -m flatnet_xp bench --gpu --quick --repeats 5 --no-progress --out "$out/bench" 2>&1 \
+  | tee "$out/bench.txt" || status=1
 exit $status

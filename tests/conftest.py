@@ -12,7 +12,7 @@ from flatnet_xp._compat import get_backend, to_numpy
 
 def backend_unavailable(name: str) -> str | None:
     """None when backend ``name`` can run here, else the reason to skip."""
-    module = {"array_api_strict": "array_api_strict"}.get(name, name)
+    module = {"array_api_strict": "array_api_strict", "torch_cuda": "torch"}.get(name, name)
     if importlib.util.find_spec(module) is None:
         return f"{module} is not installed"
     if name == "cupy":
@@ -20,6 +20,11 @@ def backend_unavailable(name: str) -> str | None:
             get_backend("cupy")
         except (RuntimeError, ImportError) as exc:
             return f"no usable GPU for cupy: {exc}"
+    if name == "torch_cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            return "torch sees no CUDA GPU"
     return None
 
 
@@ -32,15 +37,25 @@ BACKEND_PARAMS = [
         ("array_api_strict", "strict"),
         ("torch", "torch"),
         ("cupy", "cupy"),
+        ("torch_cuda", "torch-cuda"),
         ("jax", "jax"),
     )
 ]
 
 
 @pytest.fixture(params=BACKEND_PARAMS)
-def xp(request: pytest.FixtureRequest) -> str:
-    """Name of a backend that runs here (skips the others): every test using it runs on each."""
-    return request.param
+def xp(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Name of a backend that runs here (skips the others): every test using it runs on each.
+
+    ``torch-cuda`` runs the torch backend with CUDA as its default device (the name is "torch").
+    """
+    if request.param == "torch_cuda":
+        from flatnet_xp import _compat
+
+        resolve = _compat._RESOLVE["torch"]
+        monkeypatch.setitem(_compat._RESOLVE, "torch", lambda native, device: resolve(native, device or "cuda"))
+        return "torch"
+    return str(request.param)
 
 
 @pytest.fixture
