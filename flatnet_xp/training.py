@@ -524,6 +524,12 @@ class EagerEpochs:
     replay the epoch step by step, checking everything, up to the first failing step, so the network
     ends exactly where it was before that step. On a GPU the losses stay on the device and are read
     once per epoch (no host synchronisation per step); a divergence restores the epoch's start.
+
+    Host-device transfers per step on a GPU: none when the data are already on the device (the
+    epoch's shuffled order is uploaded once per epoch and sliced there); data given as host arrays
+    are uploaded batch by batch (one copy per step, by design: the dataset is never copied whole),
+    and so are sample weights (normalised per batch on the host). Data-parallel steps add the
+    flag reads of :mod:`flatnet_xp.distributed` (every 32 steps on GPUs).
     """
 
     def __init__(self, net: FlatMLP, data: Dataset, loss: Loss, optimizer: Optimizer, batch_size: int, dist: Any):
@@ -541,6 +547,10 @@ class EagerEpochs:
         if self.lazy:
             self.dev_losses = xp.zeros(self.n_batches, dtype=xp.float64, device=be.device)
         self.host_losses = np.zeros(self.n_batches)
+        # On a GPU with the data already there, an epoch's order goes to the device once, not per step.
+        self._device_order = (
+            self.lazy and data._x_native and (data.labels or data._y_native) and data.sample_weight is None
+        )
 
     def _step(self, step: int, order: np.ndarray | None) -> Any:
         """One step; returns the (averaged) batch loss as a 0-d array."""
@@ -579,6 +589,8 @@ class EagerEpochs:
         lazy, host_losses, isfinite = self.lazy, self.host_losses, math.isfinite
         bar.start_epoch(epoch)
         self._take_snapshot()
+        if order is not None and self._device_order:
+            order = self.net._be.asarray(order)
         lv = math.nan
         for step in range(self.n_batches):
             try:
