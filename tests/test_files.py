@@ -170,40 +170,37 @@ def test_stale_temporary_files_of_dead_writers_are_removed_by_the_next_save(tmp_
 
 
 # ------------------------------------------------------------------ hostile metadata
-def _file_with_metadata(meta_text: str) -> bytes:
-    """A safetensors file with our valid tensors and ``meta_text`` as the flatnet_xp metadata."""
-    w, b = small_net().get_params()
-    header = {
-        "__metadata__": {"flatnet_xp": meta_text},
-        "b": {"dtype": "F64", "shape": [b.size], "data_offsets": [0, b.nbytes]},
-        "w": {"dtype": "F64", "shape": [w.size], "data_offsets": [b.nbytes, b.nbytes + w.nbytes]},
-    }
-    raw = json.dumps(header).encode()
-    return struct.pack("<Q", len(raw)) + raw + b.tobytes() + w.tobytes()
-
-
-def test_deeply_nested_metadata_raises_the_documented_error(tmp_path):
-    path = tmp_path / "deep.safetensors"
-    path.write_bytes(_file_with_metadata("[" * 100_000 + "]" * 100_000))
-    with pytest.raises(fx.ModelFileError, match="metadata"):
-        fx.FlatMLP.load(path)
-    path.write_bytes(_file_with_metadata('{"a": ' * 50 + "1" + "}" * 50))
-    with pytest.raises(fx.ModelFileError):
-        fx.FlatMLP.load(path)
-
-
-def read_file_meta() -> dict:
+def _valid_files() -> dict[str, bytes]:
+    """The bytes of a valid model file and of a valid checkpoint (with optimizer state, early
+    stopping, history and run signature)."""
     import tempfile
 
+    rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as d:
-        p = Path(d) / "m.safetensors"
-        small_net().save(p)
-        raw = p.read_bytes()
+        small_net().save(Path(d) / "m.safetensors")
+        X, Y = rng.normal(size=(12, 3)), rng.normal(size=(12, 2))
+        small_net().fit(
+            X, Y, epochs=2, batch_size=4, optimizer=fx.Adam(), validation_data=(X, Y), patience=3,
+            checkpoint=Path(d) / "c.ckpt", progress=False,
+        )  # fmt: skip
+        return {"model": (Path(d) / "m.safetensors").read_bytes(), "checkpoint": (Path(d) / "c.ckpt").read_bytes()}
+
+
+def _split(raw: bytes) -> tuple[dict, bytes]:
     (n,) = struct.unpack("<Q", raw[:8])
-    return json.loads(json.loads(raw[8 : 8 + n])["__metadata__"]["flatnet_xp"])
+    return json.loads(raw[8 : 8 + n]), raw[8 + n :]
 
 
-VALID_META = read_file_meta()
+def _with_metadata(raw: bytes, meta_text: str) -> bytes:
+    """``raw`` with its flatnet_xp metadata replaced by ``meta_text`` (tensors untouched)."""
+    header, data = _split(raw)
+    header["__metadata__"]["flatnet_xp"] = meta_text
+    text = json.dumps(header).encode()
+    return struct.pack("<Q", len(text)) + text + data
+
+
+VALID = _valid_files()
+VALID_META = {kind: json.loads(_split(raw)[0]["__metadata__"]["flatnet_xp"]) for kind, raw in VALID.items()}
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=8),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
@@ -211,29 +208,52 @@ json_values = st.recursive(
 )
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(key=st.sampled_from([*sorted(VALID_META), "extra", "history", "early_stopping"]), value=json_values)
-def test_fuzzed_metadata_either_loads_or_raises_model_file_error(tmp_path, key, value):
-    meta = dict(VALID_META)
+@pytest.mark.parametrize("kind", ["model", "checkpoint"])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data(), value=json_values)
+def test_fuzzed_metadata_either_loads_or_raises_model_file_error(tmp_path, kind, data, value):
+    meta = dict(VALID_META[kind])
+    key = data.draw(st.sampled_from([*sorted(meta), "extra"]))
+    if isinstance(meta.get(key), dict) and data.draw(st.booleans()):  # one level down: a field of a field
+        inner = dict(meta[key])
+        inner[data.draw(st.sampled_from([*sorted(inner), "extra"]))] = value
+        value = inner
     meta[key] = value
-    path = tmp_path / "fuzz.safetensors"
     try:
         text = json.dumps(meta)
     except ValueError:
         return
-    path.write_bytes(_file_with_metadata(text))
+    path = tmp_path / f"fuzz.{kind}"
+    path.write_bytes(_with_metadata(VALID[kind], text))
     with contextlib.suppress(fx.ModelFileError):
         fx.FlatMLP.load(path)
+    if kind == "checkpoint":
+        from flatnet_xp.persistence import read_checkpoint
+
+        with contextlib.suppress(fx.ModelFileError):
+            ckpt = read_checkpoint(path)
+            ckpt.history()  # everything a resume reads is usable
+            ckpt.differences(ckpt.run)
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(meta=json_values)
 def test_arbitrary_json_as_metadata_raises_model_file_error(tmp_path, meta):
-    path = tmp_path / "fuzz.safetensors"
     try:
         text = json.dumps(meta)
     except ValueError:
         return
-    path.write_bytes(_file_with_metadata(text))
+    path = tmp_path / "fuzz.safetensors"
+    path.write_bytes(_with_metadata(VALID["model"], text))
     with pytest.raises(fx.ModelFileError):
         read_file(path)
+
+
+def test_deeply_nested_metadata_raises_the_documented_error(tmp_path):
+    path = tmp_path / "deep.safetensors"
+    path.write_bytes(_with_metadata(VALID["model"], "[" * 100_000 + "]" * 100_000))
+    with pytest.raises(fx.ModelFileError, match="metadata"):
+        fx.FlatMLP.load(path)
+    path.write_bytes(_with_metadata(VALID["model"], '{"a": ' * 50 + "1" + "}" * 50))
+    with pytest.raises(fx.ModelFileError):
+        fx.FlatMLP.load(path)
