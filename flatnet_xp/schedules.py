@@ -183,6 +183,13 @@ class ReduceOnPlateau:
     patience : int, default 10
     threshold : float, default 1e-4
     min_lr : float, default 1e-6
+
+    Notes
+    -----
+    The schedule's state (the current rate, the best loss, the epochs without improvement) lives in
+    the object and is not saved in checkpoints: a run resumed from a checkpoint starts the schedule
+    afresh (rate ``lr``, no best loss yet), so such a resume need not continue the run
+    bit-identically.
     """
 
     lr: float
