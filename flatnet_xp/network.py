@@ -153,10 +153,12 @@ class FlatMLP:
         The :class:`~flatnet_xp.History` of the last ``fit`` (pickled with the network, not saved in
         model files).
     preprocessing : flatnet_xp.preprocessing.Preprocessing or None
-        How raw table rows become inputs (feature names, standardization, target name, task, class
-        names). ``flatnet-xp train`` sets it; it is saved in model files and restored by
-        :meth:`load`, and ``flatnet-xp predict`` applies it. :meth:`predict` does not: call
-        ``net.predict(net.preprocessing.transform(rows))``.
+        How raw table rows become inputs and what the outputs mean (feature names, standardization,
+        target name and scale, task, class names). ``flatnet-xp train`` sets it; it is saved in
+        model files and restored by :meth:`load`, and ``flatnet-xp predict`` applies it.
+        :meth:`predict` does not: call ``net.predict(prep.transform(rows))`` (then
+        ``prep.unscale_target(...)`` for regression, ``prep.decode(net.predict_class(...))`` for
+        class names) with ``prep = net.preprocessing``.
 
     Raises
     ------
