@@ -144,7 +144,7 @@ class FlatMLP:
         :meth:`set_params` replace.
     grads : array of the backend, shape (w_len + b_len,)
         The flat gradient buffer ``[dw, db]`` that ``fit`` writes into, laid out like ``params``
-        (allocated on first use). :meth:`loss_and_grad` never writes into it.
+        (allocated on first use); :meth:`loss_and_grad` returns new arrays instead.
     loss_ : str, Loss or None
         The loss the network was last trained with (a name, or the :class:`~flatnet_xp.Loss` when
         it is scaled); None before any training. Saved in model files and checkpoints, so that
@@ -262,7 +262,8 @@ class FlatMLP:
 
     @property
     def grads(self) -> Any:
-        """The flat gradient buffer ``[dw, db]`` training writes into (allocated on first use)."""
+        """The flat gradient buffer ``[dw, db]`` that ``fit`` writes into, laid out like ``params``
+        (allocated on first use); :meth:`loss_and_grad` returns new arrays instead."""
         if self._grad_parent is None:
             be = self._be
             self._grad_parent = be.xp.zeros(self.layout.n_params + GRAD_EXTRA_SLOTS, dtype=self.dtype, device=be.device)
