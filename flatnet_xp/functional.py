@@ -56,6 +56,7 @@ class Spec:
 
     @classmethod
     def build(cls, layout: Layout, names: Sequence[str], xp: Any, ops: Ops, dtype: Any, device: Any) -> Spec:
+        """The spec of a network with these activation ``names`` (looked up once here)."""
         return cls(layout, tuple(ACTIVATIONS[a] for a in names), xp, ops, dtype, device)
 
 

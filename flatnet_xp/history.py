@@ -16,7 +16,8 @@ class DivergenceError(FloatingPointError, ValueError):
     optimizer state are restored to those before the offending step (the epoch is replayed up to
     it from a snapshot taken at its start); on GPU backends, which check once per epoch to avoid a
     host synchronisation per step, and on JAX, whose epoch is one compiled program, to those at the
-    start of the diverging epoch. Both a ``FloatingPointError`` and a ``ValueError``.
+    start of the diverging epoch. :class:`~flatnet_xp.LBFGS` restores the parameters it started
+    from (``epoch`` 1, ``step`` None). Both a ``FloatingPointError`` and a ``ValueError``.
 
     Attributes
     ----------

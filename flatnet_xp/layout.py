@@ -61,10 +61,12 @@ class Layout:
 
     @cached_property
     def w_offsets(self) -> tuple[int, ...]:
+        """Start of each weight layer in ``w``, then ``w_len`` (``n_layers + 1`` entries)."""
         return tuple(accumulate((o * i for o, i in self.shapes), operator.add, initial=0))
 
     @cached_property
     def b_offsets(self) -> tuple[int, ...]:
+        """Start of each layer's biases in ``b``, then ``b_len`` (``n_layers + 1`` entries)."""
         return tuple(accumulate(self.sizes[1:], operator.add, initial=0))
 
     @cached_property
@@ -79,6 +81,7 @@ class Layout:
 
     @cached_property
     def n_params(self) -> int:
+        """``w_len + b_len``: the length of the one parameter buffer (and of each optimizer state buffer)."""
         return self.w_len + self.b_len
 
     def w_slice(self, k: int) -> slice:

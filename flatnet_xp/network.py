@@ -127,6 +127,39 @@ class FlatMLP:
         Initial weights (see :mod:`flatnet_xp.init`): ``auto`` is He uniform for relu/leaky_relu
         layers and Glorot uniform for the others, with zero biases.
 
+    Attributes
+    ----------
+    layout : Layout
+        Sizes and offsets of every layer inside ``w`` and ``b`` (backend-free, immutable).
+    activations : tuple of str
+        One activation name per weight layer.
+    dtype : dtype
+        The backend's dtype object of every parameter, gradient and activation (e.g.
+        ``numpy.float32``, ``torch.float64``).
+    dtype_name : {"float32", "float64"}
+        The same dtype as a name (what model files store).
+    params : array of the backend, shape (w_len + b_len,)
+        The ONE parameter buffer: ``w`` then ``b``. On mutable backends ``w``, ``b``, ``weight(k)``
+        and ``bias(k)`` are views of it; on JAX it is an immutable array that ``fit`` and
+        :meth:`set_params` replace.
+    grads : array of the backend, shape (w_len + b_len,)
+        The flat gradient buffer ``[dw, db]`` that ``fit`` writes into, laid out like ``params``
+        (allocated on first use); :meth:`loss_and_grad` returns new arrays instead.
+    loss_ : str, Loss or None
+        The loss the network was last trained with (a name, or the :class:`~flatnet_xp.Loss` when
+        it is scaled); None before any training. Saved in model files and checkpoints, so that
+        :meth:`evaluate` and :meth:`score` default to it, also after :meth:`load`.
+    history_ : History or None
+        The :class:`~flatnet_xp.History` of the last ``fit`` (pickled with the network, not saved in
+        model files).
+    preprocessing : flatnet_xp.preprocessing.Preprocessing or None
+        How raw table rows become inputs and what the outputs mean (feature names, standardization,
+        target name and scale, task, class names). ``flatnet-xp train`` sets it; it is saved in
+        model files and restored by :meth:`load`, and ``flatnet-xp predict`` applies it.
+        :meth:`predict` does not: call ``net.predict(prep.transform(rows))`` (then
+        ``prep.unscale_target(...)`` for regression, ``prep.decode(net.predict_class(...))`` for
+        class names) with ``prep = net.preprocessing``.
+
     Raises
     ------
     ValueError, TypeError
@@ -176,7 +209,6 @@ class FlatMLP:
         self._allocate(lambda write_w, write_b: initialize(init, self.layout, self.activations, rng, write_w, write_b))
         self.loss_: str | Loss | None = None
         self.history_: History | None = None
-        #: Preprocessing stored with the model (set by the command line; saved and loaded with it).
         self.preprocessing: Any = None
 
     # ----------------------------------------------------------------- buffers and views
@@ -230,7 +262,8 @@ class FlatMLP:
 
     @property
     def grads(self) -> Any:
-        """The flat gradient buffer ``[dw, db]`` training writes into (allocated on first use)."""
+        """The flat gradient buffer ``[dw, db]`` that ``fit`` writes into, laid out like ``params``
+        (allocated on first use); :meth:`loss_and_grad` returns new arrays instead."""
         if self._grad_parent is None:
             be = self._be
             self._grad_parent = be.xp.zeros(self.layout.n_params + GRAD_EXTRA_SLOTS, dtype=self.dtype, device=be.device)
@@ -261,6 +294,8 @@ class FlatMLP:
 
     @property
     def device(self) -> Any:
+        """The device the arrays live on, as the backend names it (``"cpu"`` for NumPy, a
+        ``torch.device``, a ``cupy.cuda.Device``, a ``jax.Device``)."""
         return self._be.device
 
     @property

@@ -54,6 +54,7 @@ __all__ = [
     "save_model",
 ]
 
+#: Version of the file format written (the metadata's ``format_version``); ``load`` reads only this one.
 FORMAT_VERSION = 1
 #: Largest JSON header accepted (ours are a few kB; safetensors itself allows 100 MB).
 MAX_HEADER_BYTES = 1 << 20
@@ -456,13 +457,16 @@ class Checkpoint:
 
     @property
     def run(self) -> dict[str, Any]:
+        """The run's signature: what a resume must match (see :meth:`differences`)."""
         return dict(self.meta["run"])
 
     @property
     def entropy(self) -> int:
+        """The shuffle state: the entropy every epoch's order is derived from."""
         return int(self.meta["shuffle"]["entropy"])
 
     def history(self) -> History:
+        """The run's :class:`~flatnet_xp.History` up to the checkpoint's epoch."""
         h = History.from_dict(self.meta["history"].to_dict() | {"batch_loss": []})
         h.batch_loss = self.tensors["history.batch_loss"].tolist()
         return h

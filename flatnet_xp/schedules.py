@@ -87,6 +87,7 @@ class StepDecay:
         return float(self.lr * self.gamma ** (t // self.step_size))
 
     def traced(self, xp: Any, t: Any) -> Any:
+        """The value for a traced step counter ``t`` (inside a compiled program)."""
         return self.lr * self.gamma ** (t // self.step_size)
 
 
@@ -112,6 +113,7 @@ class Cosine:
         return float(self.min_lr + (self.lr - self.min_lr) * 0.5 * (1.0 + math.cos(math.pi * frac)))
 
     def traced(self, xp: Any, t: Any) -> Any:
+        """The value for a traced step counter ``t`` (inside a compiled program)."""
         frac = xp.minimum(t, self.total_steps) / self.total_steps
         return self.min_lr + (self.lr - self.min_lr) * 0.5 * (1.0 + xp.cos(math.pi * frac))
 
@@ -132,6 +134,7 @@ class InvScaling:
         return float(self.lr / (t + 1) ** self.power_t)
 
     def traced(self, xp: Any, t: Any) -> Any:
+        """The value for a traced step counter ``t`` (inside a compiled program)."""
         return self.lr / (t + 1.0) ** self.power_t
 
 
@@ -155,6 +158,7 @@ class Warmup:
         return float(base * min(1.0, (t + 1) / self.warmup_steps))
 
     def traced(self, xp: Any, t: Any) -> Any:
+        """The value for a traced step counter ``t`` (inside a compiled program)."""
         base = self.base.traced(xp, t)  # type: ignore[union-attr]
         return base * xp.minimum(1.0, (t + 1.0) / self.warmup_steps)
 
@@ -179,6 +183,13 @@ class ReduceOnPlateau:
     patience : int, default 10
     threshold : float, default 1e-4
     min_lr : float, default 1e-6
+
+    Notes
+    -----
+    The schedule's state (the current rate, the best loss, the epochs without improvement) lives in
+    the object and is not saved in checkpoints: a run resumed from a checkpoint starts the schedule
+    afresh (rate ``lr``, no best loss yet), so such a resume need not continue the run
+    bit-identically.
     """
 
     lr: float

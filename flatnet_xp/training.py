@@ -230,6 +230,8 @@ def fit(
 
     Parameters
     ----------
+    net : FlatMLP
+        The network to train, in place (``net.fit(X, Y, ...)`` calls this function).
     X : array or scipy.sparse matrix, shape (n, L_1)
         NumPy or the network's backend. Data already in the network's backend and dtype is used
         without any copy; otherwise each batch is converted on its own (the dataset is never copied;
