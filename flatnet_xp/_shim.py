@@ -15,6 +15,7 @@ code that slices its buffers (``NO_OUT[:n]`` is ``NO_OUT``).
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -269,8 +270,13 @@ def _torch(torch: Any) -> Ops:
     )
 
 
+@functools.cache
 def make_ops(name: str, native: Any, xp: Any) -> Ops:
-    """Build the shim for backend ``name`` (``native`` is the library module, ``xp`` its namespace)."""
+    """The shim for backend ``name`` (``native`` is the library module, ``xp`` its namespace).
+
+    Built once per backend, so every network of a backend shares it (and compiled JAX programs,
+    keyed by what a network computes, are shared between identical networks).
+    """
     if name in ("numpy", "cupy"):
         return _ufuncs(native)
     if name == "torch":

@@ -291,13 +291,14 @@ class CompiledEpochs:
             )
             host_losses = np.asarray(losses, dtype=np.float64)
         if not (bool(finite) and np.all(np.isfinite(host_losses))):
-            bad = int(np.argmin(np.isfinite(host_losses))) if not np.all(np.isfinite(host_losses)) else 0
+            bad = np.flatnonzero(~np.isfinite(host_losses))
+            where = f", step {bad[0] + 1}" if bad.size else " (in an update)"
             raise DivergenceError(
-                f"non-finite loss, gradient or update at epoch {epoch + 1}, step {bad + 1}; the parameters and "
+                f"non-finite loss, gradient or update at epoch {epoch + 1}{where}; the parameters and "
                 "optimizer state are those at the start of this epoch (one compiled program): lower the learning "
                 "rate or set clip_norm",
                 epoch + 1,
-                bad + 1,
+                int(bad[0]) + 1 if bad.size else None,
             )
         net.params, opt.state, opt.t = params, state, t0 + self.n_batches
         if bar.enabled:

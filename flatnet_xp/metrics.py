@@ -31,18 +31,20 @@ class Scores:
         return self.accuracy if loss.classification else self.r2
 
 
-def accuracy_counts(xp: Any, z: Any, y: Any, loss: Loss, sw: Any = None) -> Any:
+def accuracy_counts(xp: Any, z: Any, y: Any, loss: Loss, sw: Any = None, acc: Any = None) -> Any:
     """Number of correct predictions in a batch (0-d backend array) for a classification loss.
 
     With ``bce`` (or one output) every output is a separate yes/no prediction; otherwise the row's
-    argmax is the predicted class. ``sw`` (``(m, 1)``) weights the rows.
+    argmax is the predicted class. ``sw`` (``(m, 1)``) weights the rows; ``acc`` is the dtype to
+    count in (float64 by default).
     """
+    acc = xp.float64 if acc is None else acc
     if loss.targets == "binary" or z.shape[1] == 1:
-        hits = xp.astype((z > 0) == (y > 0.5), xp.float64)
+        hits = xp.astype((z > 0) == (y > 0.5), acc)
     else:
-        hits = xp.astype(xp.argmax(z, axis=1) == xp.argmax(y, axis=1), xp.float64)[:, None]
+        hits = xp.astype(xp.argmax(z, axis=1) == xp.argmax(y, axis=1), acc)[:, None]
     if sw is not None:
-        hits = hits * xp.astype(sw, xp.float64)
+        hits = hits * xp.astype(sw, acc)
     return xp.sum(hits)
 
 
@@ -58,6 +60,8 @@ def evaluate_dataset(net: FlatMLP, data: Dataset, loss: Loss, step: int, r2: boo
     R^2 is averaged uniformly over outputs (scikit-learn's default).
     """
     xp = net.xp
+    # Sums in float64, except on JAX in 32-bit mode (a float32 network outside the x64 scope).
+    acc = net.dtype if net.backend == "jax" and net.dtype_name == "float32" else xp.float64
     total = correct = res = 0.0
     classify = loss.classification
     with precision(net._be, net.dtype):
@@ -67,10 +71,10 @@ def evaluate_dataset(net: FlatMLP, data: Dataset, loss: Loss, step: int, r2: boo
             z = net._forward(x, net._workspace(stop - start))
             total = total + loss.value(xp, z, y, sw) * (stop - start)
             if classify:
-                correct = correct + accuracy_counts(xp, z, y, loss, sw)
+                correct = correct + accuracy_counts(xp, z, y, loss, sw, acc)
             if r2:
-                diff = xp.astype(_prediction(xp, z, loss) - y, xp.float64)
-                sq = diff * diff if sw is None else diff * diff * xp.astype(sw, xp.float64)
+                diff = xp.astype(_prediction(xp, z, loss) - y, acc)
+                sq = diff * diff if sw is None else diff * diff * xp.astype(sw, acc)
                 res = res + xp.sum(sq, axis=0)
     per_row = data.n_outputs if loss.targets == "binary" or data.n_outputs == 1 else 1
     acc = float(correct) / (data.n * per_row) if classify else math.nan

@@ -259,6 +259,14 @@ def _parse_checkpoint_meta(path: Any, meta: dict[str, Any]) -> None:
         raise _bad(path, "no run signature")
     if type(meta.get("live")) is not bool:
         raise _bad(path, f"malformed live flag {meta.get('live')!r}")
+    state = meta.get("schedule_state")
+    if state is not None:
+        from flatnet_xp.schedules import ReduceOnPlateau
+
+        try:
+            ReduceOnPlateau(1.0).load_state(state)  # the one stateful schedule: its state's shape
+        except ValueError as exc:
+            raise _bad(path, str(exc)) from None
 
 
 def _expected_shapes(meta: dict[str, Any]) -> dict[str, tuple[int, ...]]:
@@ -426,6 +434,7 @@ def save_checkpoint(
         "finished": finished,
         "live": live_params is not None,
         "run": run,
+        "schedule_state": optimizer.lr.state() if hasattr(optimizer.lr, "state") else None,
     }
     if stopper is not None:
         tensors["early.best_params"] = np.array(to_numpy(stopper.best_params))
@@ -517,6 +526,8 @@ class Checkpoint:
             name: _into(be, t[f"opt.{name}"], net.dtype, optimizer.state.get(name)) for name in optimizer.buffer_names
         }
         optimizer.t = int(self.meta["optimizer"]["t"])
+        if self.meta.get("schedule_state") is not None and hasattr(optimizer.lr, "load_state"):
+            optimizer.lr.load_state(self.meta["schedule_state"])
         early = self.meta.get("early_stopping")
         if stopper is not None and early is not None:
             stopper.best_params = _into(be, t["early.best_params"], net.dtype, stopper.best_params)

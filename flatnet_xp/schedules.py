@@ -46,10 +46,15 @@ def checked_lr(schedule: Schedule, t: int) -> float:
     """``schedule(t)`` as a float, or a ValueError naming the step if it is not finite and >= 0."""
     value = schedule(t)
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"lr: the schedule {schedule!r} returned {describe(value)} at step {t}; expected a number")
+        raise TypeError(
+            f"lr: the schedule {schedule!r} returned {describe(value)} for update {t + 1} (t={t}); expected a number"
+        )
     lr = float(value)
     if not (lr >= 0.0 and math.isfinite(lr)):
-        raise ValueError(f"lr: the schedule {schedule!r} returned {value!r} at step {t}; expected a finite number >= 0")
+        raise ValueError(
+            f"lr: the schedule {schedule!r} returned {value!r} for update {t + 1} (t={t}); "
+            "expected a finite number >= 0"
+        )
     return lr
 
 
@@ -186,10 +191,9 @@ class ReduceOnPlateau:
 
     Notes
     -----
-    The schedule's state (the current rate, the best loss, the epochs without improvement) lives in
-    the object and is not saved in checkpoints: a run resumed from a checkpoint starts the schedule
-    afresh (rate ``lr``, no best loss yet), so such a resume need not continue the run
-    bit-identically.
+    Its state (the current rate, the best loss, the epochs without improvement) is saved in
+    checkpoints (:meth:`state` / :meth:`load_state`), so a resumed run continues it exactly; it is
+    left out of the ``repr``, which names the configuration.
     """
 
     lr: float
@@ -197,9 +201,9 @@ class ReduceOnPlateau:
     patience: int = 10
     threshold: float = 1e-4
     min_lr: float = 1e-6
-    current: float = field(init=False)
-    best: float = field(init=False, default=math.inf)
-    bad_epochs: int = field(init=False, default=0)
+    current: float = field(init=False, repr=False, compare=False)
+    best: float = field(init=False, default=math.inf, repr=False, compare=False)
+    bad_epochs: int = field(init=False, default=0, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.lr = check_real("lr", self.lr, minimum=0.0)
@@ -211,6 +215,33 @@ class ReduceOnPlateau:
 
     def __call__(self, t: int) -> float:
         return self.current
+
+    def state(self) -> dict[str, Any]:
+        """The state that changes as training goes (JSON-serialisable; saved in checkpoints)."""
+        return {
+            "current": self.current,
+            "best": None if math.isinf(self.best) else self.best,
+            "bad_epochs": self.bad_epochs,
+        }
+
+    def load_state(self, state: Any) -> None:
+        """Restore :meth:`state`'s output (ValueError for anything malformed)."""
+        ok = isinstance(state, dict) and set(state) == {"current", "best", "bad_epochs"}
+        if ok:
+            current, best, bad = state["current"], state["best"], state["bad_epochs"]
+            ok = (
+                type(current) in (int, float)
+                and math.isfinite(current)
+                and current >= 0
+                and (best is None or (type(best) in (int, float) and math.isfinite(best)))
+                and type(bad) is int
+                and bad >= 0
+            )
+        if not ok:
+            raise ValueError(f"schedule state: expected current, best and bad_epochs, got {state!r}")
+        self.current = float(state["current"])
+        self.best = math.inf if state["best"] is None else float(state["best"])
+        self.bad_epochs = int(state["bad_epochs"])
 
     def end_epoch(self, value: float) -> bool:
         """Record the epoch's monitored loss; True when the rate fell below ``min_lr`` (stop)."""

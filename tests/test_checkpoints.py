@@ -232,3 +232,18 @@ def test_resume_in_a_new_process_is_bit_identical_to_an_uninterrupted_run(tmp_pa
     h2 = json.loads(Path(interrupted + ".json").read_text())
     for key in ("loss", "batch_loss", "val_loss", "val_accuracy", "val_score"):
         assert h1[key] == h2[key], key
+
+
+def test_a_plateau_schedule_resumes_exactly(tmp_path):
+    X, Y = data()
+    Xv, Yv = data(10, seed=7)
+
+    def run(epochs, **kw):
+        sched = fx.ReduceOnPlateau(0.2, factor=0.5, patience=0, threshold=10.0)  # divides every epoch
+        return train(X=X, Y=Y, epochs=epochs, optimizer=fx.SGD(sched), validation_data=(Xv, Yv), **kw)[0], sched
+
+    straight, s1 = run(5)
+    run(2, checkpoint=tmp_path / "c.ckpt")
+    resumed, s2 = run(5, resume=tmp_path / "c.ckpt")
+    np.testing.assert_array_equal(resumed.params, straight.params)
+    assert s2.current == s1.current == 0.2 * 0.5**4  # divided after each epoch but the first

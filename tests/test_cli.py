@@ -744,3 +744,12 @@ def test_bench_quick_writes_results_and_plots(tmp_path):
     assert "blas" in env and "OPENBLAS_CORETYPE" in env["env"]
     assert (tmp_path / "samples_per_sec.png").exists()
     assert "speed-up of flatnet_xp" in proc.stdout
+
+
+def test_train_with_the_poisson_loss(tmp_path, rng, capsys):
+    X = rng.normal(size=(60, 2))
+    y = rng.poisson(np.exp(0.5 * X[:, 0] + 1.0)).astype(float) + 0.5  # counts-like, not integers
+    data = write_table(tmp_path / "p.csv", ("a", "b", "count"), np.column_stack([X, y]).tolist())
+    model = tmp_path / "p.safetensors"
+    assert train("--data", str(data), "--out", str(model), "--loss", "poisson", "--epochs", "3", "-q") == 0
+    assert fx.FlatMLP.load(model).loss_ == "poisson"

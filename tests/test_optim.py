@@ -183,3 +183,44 @@ def test_optimizer_state_persists_across_fit_calls_on_the_same_net():
     other, _, _ = _problem("numpy")
     other.fit(X, Y, epochs=1, batch_size=4, optimizer=opt, shuffle=False, progress=False)
     assert opt.t == 4  # a new network starts a fresh state
+
+
+def test_inverse_scaling_schedule():
+    sched = fx.InvScaling(0.8, power_t=0.5)
+    assert [sched(t) for t in range(4)] == pytest.approx([0.8 / math.sqrt(t + 1) for t in range(4)], rel=1e-15)
+
+
+def test_reduce_on_plateau_divides_the_rate_and_stops_below_its_floor():
+    sched = fx.ReduceOnPlateau(1.0, factor=0.5, patience=1, threshold=0.0, min_lr=0.3)
+    stops = [sched.end_epoch(v) for v in (1.0, 0.5, 0.6, 0.7)]  # two epochs without improvement
+    assert stops == [False, False, False, False] and sched(0) == 0.5
+    assert [sched.end_epoch(v) for v in (0.6, 0.6)] == [False, True]  # 0.25 would fall below 0.3: stop
+    assert repr(sched) == "ReduceOnPlateau(lr=1.0, factor=0.5, patience=1, threshold=0.0, min_lr=0.3)"
+
+
+def test_reduce_on_plateau_stops_fit_when_its_rate_would_fall_below_its_floor():
+    net, X, Y = _problem("numpy")
+    sched = fx.ReduceOnPlateau(1e-9, factor=0.5, patience=0, threshold=1.0, min_lr=1e-10)
+    hist = net.fit(X, Y, epochs=50, batch_size=16, optimizer=fx.SGD(sched), progress=False)
+    assert hist.stopped_early and hist.epochs < 50
+
+
+def test_identical_jax_networks_share_their_compiled_epoch():
+    pytest.importorskip("jax")
+    from flatnet_xp import compiled
+
+    _, X, Y = _problem("numpy")
+    kw = dict(epochs=2, batch_size=4, optimizer=fx.SGD(0.1), progress=False)
+    _problem("jax")[0].fit(X, Y, **kw)
+    programs = len(compiled._EPOCHS)
+    _problem("jax")[0].fit(X, Y, **kw)  # a second network, the same configuration
+    sched = fx.ReduceOnPlateau(0.1, patience=0)
+    _problem("jax")[0].fit(X, Y, **(kw | {"epochs": 4, "optimizer": fx.SGD(sched)}))  # its state changes per epoch
+    assert len(compiled._EPOCHS) == programs + 1
+
+
+def test_data_parallel_training_on_jax_is_a_clear_error():
+    pytest.importorskip("jax")
+    net, X, Y = _problem("jax")
+    with pytest.raises(ValueError, match="comm: data-parallel training is not supported on the JAX backend"):
+        net.fit(X, Y, comm=object(), progress=False)

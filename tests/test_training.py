@@ -195,7 +195,9 @@ def test_a_schedule_returning_inf_is_a_clear_error_naming_the_step():
     def bad(t):
         return 0.1 if t < 3 else float("inf")
 
-    with pytest.raises(ValueError, match=r"lr: the schedule .* returned inf at step 3; expected a finite number >= 0"):
+    with pytest.raises(
+        ValueError, match=r"lr: the schedule .* returned inf for update 4 \(t=3\); expected a finite number >= 0"
+    ):
         net.fit(X, Y, epochs=1, batch_size=2, optimizer=fx.SGD(bad), shuffle=False, progress=False)
     assert np.all(np.isfinite(net.params)) and not np.array_equal(net.params, before)
 

@@ -27,7 +27,7 @@ from flatnet_xp.optim import OPTIMIZERS
 
 __all__ = ["add_parser", "run", "split_indices"]
 
-_TASK_OF_LOSS = {"mse": "regress", "cross_entropy": "classify", "bce": "classify"}
+_TASK_OF_LOSS = {name: "classify" if loss.classification else "regress" for name, loss in LOSSES.items()}
 
 
 def _widths(text: str, *, minimum_count: int) -> list[int]:
@@ -255,7 +255,8 @@ def run(args: argparse.Namespace) -> int:
             target_name=target,
             task=tgt.task,
             class_names=classes,
-            y=y[train_idx] if tgt.task == "regress" else None,
+            # counts for the Poisson loss stay counts; other regression targets are standardized
+            y=y[train_idx] if tgt.task == "regress" and loss != "poisson" else None,
         )
     except (ValueError, TypeError) as exc:
         raise CliError(f"--data {args.data}: {exc}") from None
