@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import secrets
 import stat
@@ -56,21 +57,43 @@ def check_output_path(path: Any, name: str = "path") -> Path:
     if not isinstance(path, str | os.PathLike) or not isinstance(os.fspath(path), str):
         raise TypeError(f"{name}: expected a file path (str or os.PathLike), got {type(path).__name__} {path!r}")
     text = os.fspath(path)
-    if not text or text.endswith(os.sep):
+    if not text or text.endswith(os.sep) or "\x00" in text:
         raise ValueError(f"{name}: expected a file path, got {text!r}")
     real = Path(os.path.realpath(text))  # symlinks are written through to their target
     if not real.parent.is_dir():
         raise ValueError(f"{name}: the folder of {text!r} ({real.parent}) does not exist")
+    limit = _name_max(real.parent)
+    if len(os.fsencode(real.name)) > limit:
+        raise ValueError(f"{name}: the file name of {text!r} is longer than this file system allows ({limit} bytes)")
     try:
         mode = os.stat(real).st_mode
     except FileNotFoundError:
         mode = None
+    except OSError as exc:  # a loop of symbolic links, a component that is not a folder, ...
+        raise ValueError(f"{name}: {text!r} cannot be resolved to a file ({exc.strerror})") from None
     if mode is not None and not stat.S_ISREG(mode):
         kind = _KINDS.get(stat.S_IFMT(mode), "special file")
         raise ValueError(f"{name}: {text!r} is a {kind}, not a regular file; flatnet_xp only replaces regular files")
     if not os.access(real.parent, os.W_OK | os.X_OK):
         raise PermissionError(errno.EACCES, f"{name}: cannot write into the folder of {text!r}", text)
     return real
+
+
+def _name_max(folder: Path) -> int:
+    """Longest file name (bytes) the folder's file system accepts (255 where it cannot be asked)."""
+    try:
+        return int(os.pathconf(folder, "PC_NAME_MAX"))
+    except (OSError, ValueError, AttributeError):  # pragma: no cover - platforms without pathconf
+        return 255
+
+
+def _tmp_prefix(target: Path) -> str:
+    """``.NAME.flatnet-tmp-``, or for names too long to take the suffix, a digest of the name in
+    its place (still recognisable, and still unique per target)."""
+    prefix = f".{target.name}{TMP_MARK}"
+    if len(os.fsencode(prefix)) + 32 <= _name_max(target.parent):
+        return prefix
+    return f".{hashlib.sha256(os.fsencode(target.name)).hexdigest()[:32]}{TMP_MARK}"
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -98,7 +121,7 @@ def _pid_alive(pid: int) -> bool:
 
 def _remove_stale_temps(target: Path) -> None:
     """Delete temporary files of earlier writes to ``target`` whose writing process is gone."""
-    prefix = f".{target.name}{TMP_MARK}"
+    prefix = _tmp_prefix(target)
     try:
         entries = list(os.scandir(target.parent))
     except OSError:
@@ -128,7 +151,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb", name: str = "pat
     """
     target = check_output_path(path, name)
     user_path = os.fspath(path)
-    tmp = target.parent / f".{target.name}{TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}"
+    tmp = target.parent / f"{_tmp_prefix(target)}{os.getpid()}-{secrets.token_hex(4)}"
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
     except OSError as exc:

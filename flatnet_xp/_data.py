@@ -154,7 +154,10 @@ class Dataset:
         self._x_native = not self._sparse and _is_native(backend, X, dtype)
         self._y_native = not self.labels and _is_native(backend, Y, dtype)
         self._take_x, self._take_y = _gatherer(X), _gatherer(Y)
-        self._classes = backend.xp.arange(n_outputs, device=backend.device) if self.labels else None
+        # Class indices compared in int32 where that is the widest integer (JAX outside x64).
+        index = backend.xp.int32 if backend.name == "jax" and np_dtype.itemsize < 8 else backend.xp.int64
+        self._index_dtype = index
+        self._classes = backend.xp.arange(n_outputs, dtype=index, device=backend.device) if self.labels else None
         self._ss_tot: np.ndarray | None = None
 
     @classmethod
@@ -189,7 +192,7 @@ class Dataset:
         y = self._take_y(idx)
         if self.labels:
             xp = be.xp
-            labels = xp.astype(be.asarray(y), xp.int64)
+            labels = xp.astype(be.asarray(y), self._index_dtype)
             y = xp.astype(labels[:, None] == self._classes, self.dtype)
         elif not self._y_native:
             y = be.asarray(y, dtype=self.dtype)

@@ -241,7 +241,12 @@ def check_range(name: str, arr: Any, low: float, high: float | None, what: str) 
 
 
 def check_sample_weight(name: str, weights: Any, n: int) -> np.ndarray:
-    """Sample weights as a float64 NumPy vector of length ``n``: finite, ``>= 0``, not all zero."""
+    """Sample weights as a float64 NumPy vector of length ``n``: finite, ``>= 0``, not all zero.
+
+    Every use of the weights is a weighted *average*, so they are returned divided by their maximum
+    (a new array): weights near the float64 limit, whose sum would overflow, or so small that they
+    underflow in float32, train exactly like the same weights rescaled.
+    """
     w = as_data_array(name, weights, ndims=(1,), numeric="fiub")
     if w.shape[0] != n:
         raise ValueError(f"{name}: expected {n} weights (one per sample), got {describe(w)}")
@@ -250,7 +255,7 @@ def check_sample_weight(name: str, weights: Any, n: int) -> np.ndarray:
         raise ValueError(f"{name}: expected finite non-negative weights")
     if not np.any(host > 0):
         raise ValueError(f"{name}: expected at least one positive weight, all are zero")
-    return host
+    return host / host.max()
 
 
 def check_labels(name: str, labels: Any, n_classes: int) -> None:

@@ -30,7 +30,7 @@ from flatnet_xp import functional as F
 from flatnet_xp._compat import precision
 from flatnet_xp._shim import NO_OUT
 from flatnet_xp.history import DivergenceError
-from flatnet_xp.schedules import checked_lr
+from flatnet_xp.schedules import checked_lr, traced_schedule
 
 if TYPE_CHECKING:
     from flatnet_xp._data import Dataset
@@ -81,7 +81,7 @@ def loss_and_grad(net: FlatMLP, x: Any, y: Any, sw: Any, loss: Loss) -> tuple[An
 
 
 def _optimizer_key(opt: Optimizer) -> tuple[Any, ...]:
-    traced = getattr(opt.lr, "traced", None) is not None
+    traced = traced_schedule(opt.lr) is not None
     return (type(opt), repr(sorted(opt.hyperparameters().items())), opt.lr if traced else "host", opt._w_len)
 
 
@@ -155,7 +155,7 @@ def _build_epoch(
     xp, ops = spec.xp, spec.ops
     n_full, rem = divmod(n, batch)
     n_out = spec.layout.sizes[-1]
-    traced_lr = getattr(opt.lr, "traced", None)
+    traced_lr = traced_schedule(opt.lr)
     cut = _Parts(spec)
 
     def update(params: list[Any], grads: list[Any], state: dict[str, list[Any]], lr: Any, t: Any) -> Any:
@@ -185,7 +185,7 @@ def _build_epoch(
             sw = xp.where(mean > 0, w / xp.where(mean > 0, mean, 1.0), 0.0)[:, None]
         ws = F.Workspace(spec, int(x.shape[0]))
         value, grads = F.loss_and_grad(spec, cut.views(params), x, y, sw, loss, ws, None)
-        lr = traced_lr(xp, t) if traced_lr is not None else lr_host
+        lr = traced_lr(xp, xp.astype(t, spec.dtype)) if traced_lr is not None else lr_host
         params, state = update(params, cut.transpose_weights(grads), state, lr, t + 1)
         return (params, state), value
 
@@ -261,7 +261,7 @@ class CompiledEpochs:
             else:
                 self.Y = data.Y if data._y_native else be.asarray(data.Y, dtype=net.dtype)
             self.W = None if data.sample_weight is None else be.asarray(data.sample_weight, dtype=net.dtype)
-        self._host_lr = getattr(optimizer.lr, "traced", None) is None
+        self._host_lr = traced_schedule(optimizer.lr) is None
 
     def _program(self, shuffled: bool) -> Any:
         net, data = self.net, self.data

@@ -50,7 +50,7 @@ from flatnet_xp._compat import to_numpy
 if TYPE_CHECKING:
     from flatnet_xp.network import FlatMLP
 
-__all__ = ["SYNC_EVERY_GPU", "DataParallel", "RemoteRankError"]
+__all__ = ["SYNC_EVERY_GPU", "DataParallel", "RemoteRankError", "agree", "check_communicator", "is_communicator"]
 
 #: Steps between host reads of the control flags on GPU backends (every step on the CPU).
 SYNC_EVERY_GPU = 32
@@ -68,6 +68,47 @@ def _sync_every(is_gpu: bool) -> int:
     return SYNC_EVERY_GPU if is_gpu else 1
 
 
+def is_communicator(comm: Any) -> bool:
+    """Whether ``comm`` has what data-parallel training uses of an mpi4py communicator."""
+    return all(hasattr(comm, a) for a in ("Allreduce", "Bcast", "allgather", "bcast", "Get_rank", "Get_size"))
+
+
+def check_communicator(comm: Any) -> None:
+    """Refuse what is not an mpi4py communicator (``TypeError`` naming ``comm``)."""
+    if not is_communicator(comm):
+        raise TypeError(f"comm: expected an mpi4py communicator, got {type(comm).__name__}")
+
+
+def agree(comm: Any, error: BaseException | None, config: dict[str, Any] | None) -> None:
+    """Before any collective work, make every rank reach the same verdict on a data-parallel fit.
+
+    One ``allgather`` of (this rank's argument error, its configuration). A rank whose arguments
+    were refused re-raises its own error and every other rank raises ``ValueError`` naming it; a
+    configuration value that differs between ranks (``epochs``, ``batch_size``, whether there is
+    validation data or a checkpoint, the optimizer ...) would make the ranks run different numbers
+    of collectives (a hang) or train apart, so every rank raises ``ValueError`` naming each
+    differing argument with its value on every rank.
+    """
+    everyone = comm.allgather((None if error is None else f"{type(error).__name__}: {error}", config))
+    if error is not None:
+        raise error
+    failed = [(r, msg) for r, (msg, _) in enumerate(everyone) if msg is not None]
+    if failed:
+        shown = "; ".join(f"rank {r}: {msg}" for r, msg in failed)
+        raise ValueError(f"comm: fit was refused on another rank, so on every rank ({shown})")
+    assert config is not None
+    diffs = []
+    for key in config:
+        values = [c[key] if c is not None else None for _, c in everyone]
+        if any(v != values[0] for v in values[1:]):
+            diffs.append(f"{key}: {', '.join(f'rank {r}: {v!r}' for r, v in enumerate(values))}")
+    if diffs:
+        raise ValueError(
+            "comm: every rank must call fit with the same arguments (only the data differ; only rank 0 "
+            f"writes checkpoints, but every rank passes checkpoint=); these differ: {'; '.join(diffs)}"
+        )
+
+
 class DataParallel:
     """The collective side of ``fit(..., comm=...)`` (see the module doc).
 
@@ -82,8 +123,7 @@ class DataParallel:
     """
 
     def __init__(self, comm: Any, net: FlatMLP, n_local: int, seed: int | None) -> None:
-        if not all(hasattr(comm, a) for a in ("Allreduce", "Bcast", "allgather", "Get_rank")):
-            raise TypeError(f"comm: expected an mpi4py communicator, got {type(comm).__name__}")
+        check_communicator(comm)
         from flatnet_xp.training import fresh_entropy
 
         self.comm, self.rank, self.size = comm, comm.Get_rank(), comm.Get_size()

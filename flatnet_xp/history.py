@@ -32,6 +32,23 @@ class DivergenceError(FloatingPointError, ValueError):
         self.epoch, self.step = epoch, step
 
 
+_INF = {"inf": math.inf, "-inf": -math.inf}
+
+
+def _to_json(x: Any) -> Any:
+    if isinstance(x, float) and not math.isfinite(x):
+        return None if math.isnan(x) else ("inf" if x > 0 else "-inf")
+    return x
+
+
+def _is_json_number(x: Any) -> bool:
+    return x is None or type(x) in (int, float) or (isinstance(x, str) and x in _INF)
+
+
+def _from_json(x: Any) -> float:
+    return math.nan if x is None else _INF[x] if isinstance(x, str) else float(x)
+
+
 @dataclass
 class History:
     """What ``fit`` records.
@@ -70,11 +87,8 @@ class History:
         return len(self.loss)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable dict (NaN written as None)."""
-        return {
-            k: [None if isinstance(x, float) and math.isnan(x) else x for x in v] if isinstance(v, list) else v
-            for k, v in asdict(self).items()
-        }
+        """Strict-JSON dict: NaN written as None, infinities as ``"inf"`` / ``"-inf"``."""
+        return {k: [_to_json(x) for x in v] if isinstance(v, list) else v for k, v in asdict(self).items()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> History:
@@ -95,10 +109,10 @@ class History:
             elif f.name == "stopped_early":
                 if type(v) is not bool:
                     raise ValueError(f"history.stopped_early: expected a bool, got {v!r}")
-            elif not isinstance(v, list) or not all(x is None or type(x) in (int, float) for x in v):
+            elif not isinstance(v, list) or not all(_is_json_number(x) for x in v):
                 raise ValueError(f"history.{f.name}: expected a list of numbers")
             else:
-                v = [math.nan if x is None else float(x) for x in v]
+                v = [_from_json(x) for x in v]
             kwargs[f.name] = v
         return cls(**kwargs)
 

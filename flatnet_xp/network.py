@@ -224,6 +224,29 @@ class FlatMLP:
                 f"{have:,} bytes available"
             )
 
+    def _check_training_memory(self, copies: int, batch_size: int, copy_itemsize: int | None = None) -> None:
+        """Refuse, before any work, a fit whose buffers cannot fit in this machine's memory.
+
+        ``copies`` flat parameter-sized arrays (optimizer state, snapshots, the best weights; of
+        ``copy_itemsize`` bytes per element, the network's dtype by default), the gradient buffer
+        when not yet allocated, and the activations and deltas of one batch of ``batch_size`` rows.
+        """
+        have = None if self._be.is_gpu else _available_memory()
+        if have is None:
+            return
+        itemsize = np.dtype(self.dtype_name).itemsize
+        n = self.layout.n_params
+        grads = 0 if self._grad_parent is not None else n + GRAD_EXTRA_SLOTS
+        state = copies * n * (copy_itemsize or itemsize) + grads * itemsize
+        activations = 2 * batch_size * sum(self.layout.sizes) * itemsize
+        if state + activations > have:
+            raise ValueError(
+                f"layer_sizes/batch_size: training {list(self.layout.sizes)} with batch_size={batch_size} "
+                f"needs about {state + activations:,} bytes ({state:,} for optimizer state, snapshots and "
+                f"gradients, {activations:,} for one batch's activations); this machine has {have:,} bytes "
+                f"available: use a smaller batch_size or network"
+            )
+
     def _allocate(self, fill: Callable[[Callable[..., None], Callable[..., None]], None]) -> None:
         """Allocate the zeroed parameter buffer and let ``fill`` write the initial values into it."""
         be, lay = self._be, self.layout

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from flatnet_xp._compat import precision
 from flatnet_xp._shim import NO_OUT, Blocks
 from flatnet_xp._validation import check_real, describe
-from flatnet_xp.schedules import Constant, Schedule, as_schedule, checked_lr
+from flatnet_xp.schedules import Constant, Schedule, as_schedule, checked_lr, describe_schedule
 
 if TYPE_CHECKING:
     from flatnet_xp.network import FlatMLP
@@ -66,7 +66,7 @@ class Optimizer:
     # ------------------------------------------------------------------ state
     def hyperparameters(self) -> dict[str, Any]:
         """JSON-serialisable hyperparameters (saved in checkpoints, compared on resume)."""
-        return {"lr": repr(self.lr), "clip_norm": self.clip_norm}
+        return {"lr": describe_schedule(self.lr), "clip_norm": self.clip_norm}
 
     @property
     def learning_rate(self) -> float:

@@ -18,6 +18,7 @@ and parameters that are not finite are never written.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import math
@@ -76,8 +77,14 @@ def _require_safetensors() -> Any:
     return safetensors.numpy
 
 
-def _digest(tensors: dict[str, np.ndarray]) -> str:
-    h = hashlib.sha256()
+def _canonical_meta(meta: dict[str, Any]) -> str:
+    """The metadata, without its checksum, as canonical JSON (sorted keys, no spaces)."""
+    return json.dumps({k: v for k, v in meta.items() if k != "sha256"}, sort_keys=True, separators=(",", ":"))
+
+
+def _digest(tensors: dict[str, np.ndarray], canonical_meta: str) -> str:
+    """SHA-256 of the metadata (canonical JSON) and of every tensor: any changed bit in either shows."""
+    h = hashlib.sha256(canonical_meta.encode())
     for name in sorted(tensors):
         h.update(name.encode())
         h.update(np.ascontiguousarray(tensors[name]).astype(tensors[name].dtype.newbyteorder("<")).tobytes())
@@ -86,7 +93,8 @@ def _digest(tensors: dict[str, np.ndarray]) -> str:
 
 def _write(path: Any, tensors: dict[str, np.ndarray], meta: dict[str, Any], name: str) -> None:
     st = _require_safetensors()
-    meta = {**meta, "format_version": FORMAT_VERSION, "sha256": _digest(tensors)}
+    meta = {**meta, "format_version": FORMAT_VERSION}
+    meta["sha256"] = _digest(tensors, _canonical_meta(meta))
     blob = st.save({k: np.ascontiguousarray(v) for k, v in tensors.items()}, metadata={"flatnet_xp": json.dumps(meta)})
     atomic_write_bytes(path, blob, name)
 
@@ -170,7 +178,8 @@ def _parse_loss(path: Any, raw: Any) -> str | Loss | None:
     return raw["name"] if raw["scale"] == 1.0 else LOSSES[raw["name"]].scaled(raw["scale"])
 
 
-def _parse_meta(path: Any, header: dict[str, Any]) -> dict[str, Any]:
+def _parse_meta(path: Any, header: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """The validated metadata (some fields turned into objects) and its canonical JSON."""
     raw = header.get("__metadata__")
     if not isinstance(raw, dict) or not isinstance(raw.get("flatnet_xp"), str):
         raise _bad(path, "no flatnet_xp metadata (a safetensors file from another program?)")
@@ -181,6 +190,7 @@ def _parse_meta(path: Any, header: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(meta, dict):
         raise _bad(path, "metadata is not a JSON object")
     _check_json_value(path, meta)
+    canonical = _canonical_meta(meta)
     if meta.get("format_version") != FORMAT_VERSION:
         raise _bad(path, f"format version {meta.get('format_version')!r}, this library reads {FORMAT_VERSION}")
     if meta.get("kind") not in ("model", "checkpoint"):
@@ -208,7 +218,7 @@ def _parse_meta(path: Any, header: dict[str, Any]) -> dict[str, Any]:
         meta["preprocessing"] = _parse_preprocessing(path, prep)
     if meta["kind"] == "checkpoint":
         _parse_checkpoint_meta(path, meta)
-    return meta
+    return meta, canonical
 
 
 def _parse_preprocessing(path: Any, raw: Any) -> Any:
@@ -316,7 +326,12 @@ def _check_tensors(path: Any, header: dict[str, Any], meta: dict[str, Any], data
 
 def _open_regular(path: Path) -> Any:
     """Open ``path`` for reading without blocking, refusing anything but a regular file."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _bad(path, "a loop of symbolic links") from None
+        raise
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
@@ -341,8 +356,10 @@ def read_file(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, n
     TypeError
         ``path`` is not a path.
     """
-    if not isinstance(path, str | os.PathLike):
+    if not isinstance(path, str | os.PathLike) or not isinstance(os.fspath(path), str):
         raise TypeError(f"path: expected a file path (str or os.PathLike), got {type(path).__name__} {path!r}")
+    if not os.fspath(path) or "\x00" in os.fspath(path):
+        raise ValueError(f"path: expected a file path, got {os.fspath(path)!r}")
     p = Path(path)
     with _open_regular(p) as fh:
         size = os.fstat(fh.fileno()).st_size
@@ -358,7 +375,7 @@ def read_file(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, n
             raise _bad(p, f"header is not JSON ({type(exc).__name__})") from None
         if not isinstance(header, dict):
             raise _bad(p, "header is not a JSON object")
-        meta = _parse_meta(p, header)
+        meta, canonical = _parse_meta(p, header)
         _check_tensors(p, header, meta, size - 8 - n)
         fh.seek(0)
         blob = fh.read()
@@ -367,8 +384,8 @@ def read_file(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, n
         tensors = st.load(blob)
     except Exception as exc:  # safetensors raises its own SafetensorError
         raise _bad(p, f"safetensors could not decode it ({exc})") from None
-    if _digest(tensors) != meta["sha256"]:
-        raise _bad(p, "SHA-256 of the tensor data does not match (the file is corrupted)")
+    if _digest(tensors, canonical) != meta["sha256"]:
+        raise _bad(p, "SHA-256 of the metadata and tensor data does not match (the file is corrupted)")
     for name in ("w", "b"):
         if not np.all(np.isfinite(tensors[name])):
             raise _bad(p, f"tensor {name!r} holds NaN or infinity")

@@ -18,7 +18,7 @@ from typing import Any, Literal, cast
 
 import numpy as np
 
-__all__ = ["MAX_AUTO_CLASSES", "TASKS", "Preprocessing", "Target", "infer_target"]
+__all__ = ["MAX_AUTO_CLASSES", "TASKS", "Preprocessing", "Target", "infer_target", "number_from_text"]
 
 #: Tasks a model can be trained for.
 TASKS = ("classify", "regress")
@@ -391,6 +391,21 @@ class Target:
     reason: str
 
 
+def number_from_text(text: str) -> float:
+    """The number a text cell holds, as ``float`` reads it but stricter: no digit-group
+    underscores (``"1_000"``) and ASCII only (no ``"١٢"``), as in CSV files from the wild.
+
+    Raises
+    ------
+    ValueError
+        Not a number.
+    """
+    value = float(text)
+    if "_" in text or not text.isascii():
+        raise ValueError(f"not a plain number: {text!r}")
+    return value
+
+
 def _numbers_of(values: Any) -> np.ndarray | None:
     """float64 array of ``values`` when every one is a number (or a numeric string), else None."""
     arr = np.asarray(values)
@@ -401,8 +416,27 @@ def _numbers_of(values: Any) -> np.ndarray | None:
     out = np.empty(arr.shape[0], dtype=np.float64)
     for i, v in enumerate(arr.tolist()):
         try:
-            out[i] = float(v)
+            out[i] = number_from_text(v)
         except ValueError:
+            return None
+    return out
+
+
+_EXACT_LIMIT = 2.0**53  # integers at or above this may share one float64
+
+
+def _exact_integers(arr: np.ndarray) -> list[int] | None:
+    """The exact integers of integer arrays or integer texts (``"9007199254740993"``), else None."""
+    if arr.dtype.kind in "iu":
+        return [int(v) for v in arr.tolist()]
+    if arr.dtype.kind not in "US":
+        return None
+    out = []
+    for v in arr.tolist():
+        try:
+            number_from_text(str(v))
+            out.append(int(str(v).strip()))
+        except ValueError:  # "1e16", "3.0": the float is all there is
             return None
     return out
 
@@ -460,6 +494,7 @@ def infer_target(
             raise ValueError(f"target {name!r}: non-finite value {nums[i]!r} at row {i + 1}")
         integral = bool(np.all(nums == np.round(nums)))
         distinct = np.unique(nums)
+        exact = _exact_integers(arr) if integral and float(np.abs(nums).max()) >= _EXACT_LIMIT else None
         if task == "regress" or (task is None and not integral):
             return Target("regress", nums, None, "numbers" if task is None else "as requested")
         if not integral:
@@ -467,15 +502,22 @@ def infer_target(
             raise ValueError(
                 f"target {name!r} holds non-integer numbers (e.g. {bad!r}): classification needs class labels"
             )
-        if task is None and distinct.shape[0] > max_classes:
+        n_distinct = distinct.shape[0] if exact is None else len(set(exact))
+        if task is None and n_distinct > max_classes:
             return Target(
                 "regress",
                 nums,
                 None,
-                f"integers with {distinct.shape[0]} distinct values (more than {max_classes})",
+                f"integers with {n_distinct} distinct values (more than {max_classes})",
             )
-        classes = tuple(_int_name(v) for v in distinct.tolist())
-        y = np.searchsorted(distinct, nums).astype(np.int64)
+        if exact is None:
+            classes = tuple(_int_name(v) for v in distinct.tolist())
+            y = np.searchsorted(distinct, nums).astype(np.int64)
+        else:  # beyond 2**53 float64 merges neighbours: classes from the exact integers
+            keys = sorted(set(exact))
+            index = {k: i for i, k in enumerate(keys)}
+            classes = tuple(str(k) for k in keys)
+            y = np.fromiter((index[k] for k in exact), dtype=np.int64, count=len(exact))
         if len(classes) < 2:
             raise ValueError(f"target {name!r} has a single class ({classes[0]!r}): nothing to classify")
         why = f"integers with {len(classes)} distinct values" if task is None else "as requested"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -32,6 +33,8 @@ __all__ = [
     "Warmup",
     "as_schedule",
     "checked_lr",
+    "describe_schedule",
+    "traced_schedule",
 ]
 
 
@@ -168,6 +171,16 @@ class Warmup:
         return base * xp.minimum(1.0, (t + 1.0) / self.warmup_steps)
 
 
+def traced_schedule(schedule: Any) -> Callable[[Any, Any], Any] | None:
+    """The function ``(xp, t) -> lr`` that evaluates ``schedule`` inside a compiled program, or
+    None when it can only run on the host (a callable, :class:`ReduceOnPlateau`, or a
+    :class:`Warmup` over one of those). ``t`` is the step count as a float of the network's dtype."""
+    if isinstance(schedule, Warmup) and traced_schedule(schedule.base) is None:
+        return None
+    traced = getattr(schedule, "traced", None)
+    return traced if callable(traced) else None
+
+
 @dataclass
 class ReduceOnPlateau:
     """Divide the learning rate by ``1 / factor`` when the monitored loss stops improving.
@@ -256,6 +269,16 @@ class ReduceOnPlateau:
                 return True
             self.current *= self.factor
         return False
+
+
+def describe_schedule(schedule: Any) -> str:
+    """A description of ``schedule`` that is the same in every process: the ``repr`` of the built-in
+    schedules (their configuration), else the callable's qualified name (a function's memory address
+    would differ between the process that wrote a checkpoint and the one resuming it)."""
+    if type(schedule).__module__ == __name__:
+        return repr(schedule)
+    target = schedule if hasattr(schedule, "__qualname__") else type(schedule)
+    return f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', type(schedule).__name__)}"
 
 
 def as_schedule(lr: Schedule | float, name: str = "lr") -> Schedule:

@@ -156,6 +156,24 @@ class _Run:
     initial_epoch: int
 
 
+def _collective_config(run: _Run, val: Dataset | None) -> dict[str, Any]:
+    """What every rank of a data-parallel fit must agree on (compared by ``distributed.agree``)."""
+    opt = run.optimizer
+    return {
+        "epochs": run.epochs,
+        "batch_size": run.batch_size,
+        "loss": (run.loss.name, run.loss.scale),
+        "optimizer": {"name": opt.name, **opt.hyperparameters()},
+        "shuffle": run.shuffle,
+        "validation_data": val is not None,
+        "early_stopping": None if run.patience is None else (run.patience, run.min_delta),
+        "checkpoint": run.checkpoint is not None,
+        "checkpoint_every": run.checkpoint_every,
+        "resume": run.resume is not None,
+        "initial_epoch": run.initial_epoch,
+    }
+
+
 def _check_arguments(**kw: Any) -> _Run:
     epochs = check_int("epochs", kw["epochs"], 0)
     batch_size = check_int("batch_size", kw["batch_size"], 1)
@@ -176,6 +194,10 @@ def _check_arguments(**kw: Any) -> _Run:
         check_output_path(checkpoint, "checkpoint")
     if resume is not None and not isinstance(resume, str | os.PathLike):
         raise TypeError(f"resume: expected a file path (str or os.PathLike), got {describe(resume)}")
+    if kw["comm"] is not None:
+        from flatnet_xp.distributed import check_communicator
+
+        check_communicator(kw["comm"])
     initial_epoch = check_int("initial_epoch", kw["initial_epoch"], 0)
     if initial_epoch > epochs:
         raise ValueError(f"initial_epoch: expected at most epochs={epochs}, got {initial_epoch}")
@@ -297,25 +319,39 @@ def fit(
         The loss, gradient or update became non-finite; the parameters and optimizer state were
         restored (see :class:`~flatnet_xp.DivergenceError`).
     """
-    run = _check_arguments(
-        epochs=epochs,
-        batch_size=batch_size,
-        optimizer=optimizer,
-        loss=loss,
-        shuffle=shuffle,
-        seed=seed,
-        patience=patience,
-        min_delta=min_delta,
-        callbacks=callbacks,
-        progress=progress,
-        checkpoint=checkpoint,
-        checkpoint_every=checkpoint_every,
-        resume=resume,
-        comm=comm,
-        initial_epoch=initial_epoch,
-    )
-    data = net._dataset(X, Y, run.loss, sample_weight=sample_weight)
-    val = _validation_dataset(net, validation_data, run.loss)
+    if comm is not None and not net._be.mutable:
+        raise ValueError("comm: data-parallel training is not supported on the JAX backend (use numpy, torch or cupy)")
+    try:
+        run = _check_arguments(
+            epochs=epochs,
+            batch_size=batch_size,
+            optimizer=optimizer,
+            loss=loss,
+            shuffle=shuffle,
+            seed=seed,
+            patience=patience,
+            min_delta=min_delta,
+            callbacks=callbacks,
+            progress=progress,
+            checkpoint=checkpoint,
+            checkpoint_every=checkpoint_every,
+            resume=resume,
+            comm=comm,
+            initial_epoch=initial_epoch,
+        )
+        data = net._dataset(X, Y, run.loss, sample_weight=sample_weight)
+        val = _validation_dataset(net, validation_data, run.loss)
+        _check_memory(net, run, data.n)
+    except (ValueError, TypeError) as exc:
+        from flatnet_xp.distributed import agree, is_communicator
+
+        if comm is not None and is_communicator(comm):  # every rank learns of it, instead of waiting for it
+            agree(comm, exc, None)
+        raise
+    if comm is not None:
+        from flatnet_xp.distributed import agree
+
+        agree(comm, None, _collective_config(run, val))
     if not net._fit_lock.acquire(blocking=False):
         raise RuntimeError(
             "fit: another fit is already running on this network (in another thread); "
@@ -364,6 +400,7 @@ def _run_signature(net: FlatMLP, run: _Run, data: Dataset, val: Dataset | None, 
         "loss": {"name": run.loss.name, "scale": run.loss.scale},
         "optimizer": {"name": opt.name, **opt.hyperparameters()},
         "batch_size": run.batch_size,
+        "early_stopping": None if run.patience is None else {"patience": run.patience, "min_delta": run.min_delta},
         "shuffle": run.shuffle,
         "seed": run.seed,
         "data": shards[0],
@@ -388,15 +425,26 @@ def _read_resume(run: _Run, signature: dict[str, Any]) -> Checkpoint:
     return ckpt
 
 
+def _check_memory(net: FlatMLP, run: _Run, n: int) -> None:
+    """Refuse, before any work, a fit whose buffers do not fit in this machine's memory."""
+    opt = run.optimizer
+    if isinstance(opt, LBFGS):  # float64 parameters, gradient, correction pairs and scipy's work arrays
+        from flatnet_xp.solvers import CHUNK_ROWS
+
+        net._check_training_memory(2 * opt.memory + 6, min(n, CHUNK_ROWS), copy_itemsize=8)
+        return
+    state = len(opt.buffer_names)
+    copies = state + (1 + state)  # the optimizer's buffers and the epoch's snapshot of them and the params
+    if run.patience is not None:
+        copies += 1 + (run.checkpoint is not None)  # the best weights (and the live ones, to checkpoint)
+    net._check_training_memory(copies, min(run.batch_size, n))
+
+
 def _fit_epochs(net: FlatMLP, data: Dataset, val: Dataset | None, run: _Run, comm: Any) -> History:
     optimizer = run.optimizer
     assert isinstance(optimizer, Optimizer)
     dist = None
     if comm is not None:
-        if not net._be.mutable:
-            raise ValueError(
-                "comm: data-parallel training is not supported on the JAX backend (use numpy, torch or cupy)"
-            )
         from flatnet_xp.distributed import DataParallel
 
         dist = DataParallel(comm, net, data.n, run.seed)

@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from flatnet_xp.cli._common import ArgumentParser, CliError, UsageError
+from flatnet_xp.cli._common import ArgumentParser, CliError, UsageError, quiet_closed_stdout
 
 __all__ = ["build_parser", "main"]
 
@@ -59,6 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version
         return exc.code if isinstance(exc.code, int) else 0
     prog = f"flatnet-xp {args.command}"
+    stdout = sys.stdout
+    sys.stdout = quiet_closed_stdout(stdout)  # `flatnet-xp train ... | head -1` still writes its model
     try:
         return int(args.run(args))
     except CliError as exc:
@@ -80,6 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "set FLATNET_XP_DEBUG=1 to see the traceback)",
         )
         return 1
+    finally:
+        sys.stdout = stdout
 
 
 if __name__ == "__main__":  # pragma: no cover

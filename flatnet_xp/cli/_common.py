@@ -14,6 +14,7 @@ __all__ = [
     "ArgumentParser",
     "CliError",
     "UsageError",
+    "quiet_closed_stdout",
     "check_backend",
     "check_input",
     "check_output",
@@ -49,6 +50,48 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(self.prog, f"{message} (see {self.prog} --help)")
+
+
+class _ClosedPipeSafe:
+    """A text stream that, once its reader has gone (``| head``), drops further output instead of
+    raising: the command's real work (a model to write) still happens; what it prints is only a
+    report. Other attributes are the wrapped stream's."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self._closed_pipe = False
+
+    def _gone(self) -> None:
+        self._closed_pipe = True
+        try:  # the interpreter's final flush must not fail on the same pipe
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):
+            pass
+
+    def write(self, text: str) -> int:
+        if not self._closed_pipe:
+            try:
+                return int(self._stream.write(text))
+            except BrokenPipeError:
+                self._gone()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self._closed_pipe:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._gone()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def quiet_closed_stdout(stream: Any) -> Any:
+    """``stream`` wrapped so that a closed pipe on it silences it rather than failing the command."""
+    return stream if isinstance(stream, _ClosedPipeSafe) else _ClosedPipeSafe(stream)
 
 
 # ------------------------------------------------------------------------------------ argument types

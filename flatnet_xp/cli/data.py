@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from flatnet_xp.cli._common import CliError, check_input
+from flatnet_xp.preprocessing import number_from_text
 
 __all__ = [
     "DATA_SUFFIXES",
@@ -96,7 +97,7 @@ def _is_missing(cell: str) -> bool:
 
 def _is_number(cell: str) -> bool:
     try:
-        float(cell)
+        number_from_text(cell)
     except ValueError:
         return False
     return True
@@ -261,7 +262,7 @@ class _Csv:
             for j in features:
                 cell = cells[j]
                 try:
-                    v = float(cell)
+                    v = number_from_text(cell)
                 except ValueError:
                     if _is_missing(cell):
                         raise self._missing(row, line, j, cell) from None

@@ -31,8 +31,11 @@ _TASK_OF_LOSS = {name: "classify" if loss.classification else "regress" for name
 
 
 def _widths(text: str, *, minimum_count: int) -> list[int]:
+    parts = text.split(",")
+    if any(not part.strip() for part in parts):
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 64,32, got an empty one in {text!r}")
     try:
-        sizes = [int(s) for s in text.split(",") if s.strip()]
+        sizes = [int(s) for s in parts]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers like 64,32, got {text!r}") from None
     if len(sizes) < minimum_count or any(s < 1 for s in sizes):
