@@ -84,5 +84,6 @@ def evaluate_dataset(net: FlatMLP, data: Dataset, loss: Loss, step: int, r2: boo
         ss_tot = data.total_sum_of_squares()
         with np.errstate(divide="ignore", invalid="ignore"):
             per_output = np.where(ss_tot > 0, 1.0 - ss_res / ss_tot, np.where(ss_res > 0, 0.0, 1.0))
-        value = float(np.mean(per_output))
+        # R^2 is not defined on fewer than two samples (scikit-learn's r2_score gives NaN too).
+        value = float(np.mean(per_output)) if data.n >= 2 else math.nan
     return Scores(float(total) / data.n, acc, value)

@@ -21,7 +21,7 @@ import numpy as np
 from flatnet_xp import functional as F
 from flatnet_xp._compat import get_backend, precision, to_numpy
 from flatnet_xp._data import Dataset, check_features
-from flatnet_xp._validation import as_data_array, check_dtype, check_int, describe
+from flatnet_xp._validation import as_data_array, check_dtype, check_finite, check_int, describe
 from flatnet_xp.activations import ACTIVATIONS, sigmoid
 from flatnet_xp.init import INITS, initialize
 from flatnet_xp.layout import Layout
@@ -433,10 +433,16 @@ class FlatMLP:
         Returns
         -------
         array of the backend, shape (n, L_n)
+
+        Raises
+        ------
+        ValueError
+            ``X`` has the wrong number of columns, or holds NaN, inf or values beyond the dtype's range.
         """
         X = check_features(X, self.layout.sizes[0])
         n = int(X.shape[0])
         step = n if batch_size is None else check_int("batch_size", batch_size, 1)
+        check_finite("X", X, np.dtype(self.dtype_name))  # NaN in, NaN out would be a silent wrong answer
         data = Dataset.features_only(self._be, self.dtype, X)
         be, xp = self._be, self._be.xp
         with precision(be, self.dtype):
@@ -547,7 +553,8 @@ class FlatMLP:
     @_scoped
     def score(self, X: Any, y: Any, loss: str | Loss | None = None, sample_weight: Any = None) -> float:
         """Accuracy for classification losses (cross_entropy, bce), R^2 of the predictions for the others
-        (the outputs for mse, their exponential, the predicted rate, for poisson).
+        (the outputs for mse, their exponential, the predicted rate, for poisson); R^2 is NaN for fewer
+        than two samples, as in scikit-learn.
 
         ``loss`` defaults to the loss the network was last trained with (also after :meth:`load`),
         else mse.

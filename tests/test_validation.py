@@ -329,3 +329,17 @@ def test_a_single_one_dimensional_sample_says_how_to_reshape():
     net, X, _ = net_and_data()
     with pytest.raises(ValueError, match=r"for one sample pass X.reshape\(1, -1\)"):
         net.predict(X[0])
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, 1e300])
+def test_predict_refuses_inputs_it_cannot_represent(bad):
+    net = fx.FlatMLP([3, 2], seed=0)
+    X = np.ones((4, 3))
+    X[2, 1] = bad
+    with pytest.raises(ValueError, match="X: "):
+        net.predict(X)
+
+
+def test_r2_score_of_a_single_sample_is_nan_as_in_scikit_learn():
+    net = fx.FlatMLP([3, 2], seed=0)
+    assert np.isnan(net.score(np.ones((1, 3)), np.ones((1, 2))))
