@@ -8,24 +8,24 @@ scikit-learn's MLP, they support the Array API: under ``sklearn.config_context(a
 they train on the namespace and device of ``X`` (PyTorch, CuPy, JAX, array-api-strict) and answer
 in it. Import this module only when scikit-learn is installed (``pip install 'flatnet_xp[sklearn]'``).
 
-Remaining differences from scikit-learn's MLP, all deliberate:
+Everything that decides the weights is scikit-learn's: initial weights for a ``random_state``,
+losses (with their clipping), per-batch L2, SGD velocity and Adam updates, learning-rate schedules,
+stopping rules, early-stopping split. Without shuffling both train the same weights to rounding.
+The remaining differences:
 
-* Adam follows ``torch.optim`` (and the paper): ``epsilon`` is added to ``sqrt(v_hat)``;
-  scikit-learn adds it to ``sqrt(v)`` before the bias correction, an ``epsilon`` larger by
-  ``1 / sqrt(1 - beta_2 ** t)`` in the first steps.
-* SGD momentum follows ``torch.optim``: the current learning rate scales the momentum buffer; with
-  ``invscaling``/``adaptive`` scikit-learn's velocity keeps each step's own rate (identical with a
-  constant rate).
-* L2: each batch's weight gradient gets ``alpha / (batch_size * mean sample weight) * W``;
-  scikit-learn divides by that batch's own weight sum, so the last, smaller batch of an epoch (and
-  batches of unequal weights) differ slightly. L-BFGS is exact. ``loss_curve_`` adds the L2 term
-  with the weights at the epoch's end (scikit-learn: before each batch).
-* Shuffling draws each epoch's order from a seed taken from ``random_state`` (not scikit-learn's
-  stream), so that ``partial_fit`` called ``k`` times trains exactly as ``fit(max_iter=k)``.
-* Multi-output squared error under L-BFGS minimises ``0.5 * n_outputs * mean`` (whose gradient is
-  scikit-learn's) where scikit-learn hands scipy the value ``0.5 * mean`` with that gradient.
-* ``partial_fit`` is absent with ``solver="lbfgs"`` for the regressor too; ``solver="adamw"`` and
-  ``activation="leaky_relu"`` are flatnet_xp's additions.
+* Sample order: with ``shuffle=True`` each epoch's order is drawn from a seed taken from
+  ``random_state``, not from scikit-learn's stream (the core ``fit`` cannot take orders from
+  outside yet), so that ``partial_fit`` called ``k`` times trains exactly as ``fit(max_iter=k)``.
+* ``sample_weight`` with mini-batches: a batch's L2 term is divided by ``batch size * mean weight``
+  where scikit-learn divides by the batch's own weight sum (the same without weights).
+* ``loss_curve_``'s L2 term uses weight norms at epoch ends, interpolated across the epoch's
+  batches (exact for one batch an epoch, within ~1e-6 otherwise; the weights are exact).
+* Multi-output squared error under L-BFGS minimises ``0.5 * n_outputs * mean``, whose gradient is
+  the one scikit-learn hands scipy with the value ``0.5 * mean``.
+* float32 fits compute entirely in float32 (scikit-learn's backward pass turns float64 when the
+  targets are float64).
+* ``partial_fit`` is absent with ``solver="lbfgs"`` for the regressor too; ``solver="adamw"``,
+  ``activation="leaky_relu"``, ``backend`` and ``dtype`` are flatnet_xp's additions.
 """
 
 from flatnet_xp.sklearn._classifier import FlatMLPClassifier

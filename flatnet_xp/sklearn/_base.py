@@ -13,7 +13,7 @@ import contextlib
 import math
 import numbers
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
@@ -32,11 +32,19 @@ from flatnet_xp._data import _gather
 from flatnet_xp._validation import check_dtype
 from flatnet_xp.activations import sigmoid
 from flatnet_xp.history import DivergenceError
-from flatnet_xp.losses import LOSSES, softmax
+from flatnet_xp.losses import softmax
 from flatnet_xp.network import FlatMLP
 from flatnet_xp.optim import AdamW, Optimizer
-from flatnet_xp.sklearn._monitor import SCHEDULES, EpochMonitor, EpochRate, restore, snapshot, squared_weight_norm
-from flatnet_xp.sklearn._monitor import subset_accuracy as _subset_accuracy
+from flatnet_xp.sklearn._losses import scikit_learn_loss
+from flatnet_xp.sklearn._monitor import (
+    SCHEDULES,
+    EpochMonitor,
+    EpochRate,
+    restore,
+    snapshot,
+    squared_weight_norm,
+    subset_accuracy,
+)
 from flatnet_xp.sklearn._namespace import auto_backend, dispatching, is_device_array
 from flatnet_xp.sklearn._optimizers import ScikitLearnAdam, ScikitLearnSGD
 from flatnet_xp.solvers import LBFGS
@@ -52,17 +60,6 @@ _ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "
                 "leaky_relu": "leaky_relu"}  # fmt: skip
 _SOLVERS = ("lbfgs", "sgd", "adam", "adamw")
 _STOCHASTIC = ("sgd", "adam", "adamw")
-
-#: scikit-learn's losses as multiples of the core's means over all elements, for k outputs:
-#: (core loss, factor of the loss trained on, factor of the loss reported in ``loss_curve_``).
-#: Its squared error reports ``0.5 * mean`` but its gradient is that of ``0.5 * k * mean`` (the
-#: gradient sums over outputs): we train on the gradient's loss and report scikit-learn's value.
-_LOSSES: dict[str, tuple[str, Callable[[int], float], Callable[[int], float]]] = {
-    "squared_error": ("mse", lambda k: 0.5 * k, lambda k: 0.5),
-    "poisson": ("poisson", float, float),
-    "binary_log_loss": ("bce", float, float),
-    "log_loss": ("cross_entropy", lambda k: 1.0, lambda k: 1.0),
-}
 
 NONFINITE_MESSAGE = (
     "Solver produced non-finite parameter weights. The input data may contain large values and need to be preprocessed."
@@ -392,12 +389,6 @@ class FlatMLPBase(BaseEstimator):
             return AdamW(lr=rate, betas=betas, eps=float(self.epsilon), weight_decay=float(self.alpha))
         return ScikitLearnAdam(lr=rate, betas=betas, eps=float(self.epsilon))
 
-    def _core_loss(self, targets: Targets) -> tuple[Any, float]:
-        """The core loss trained on, and the factor from its values to scikit-learn's reported loss."""
-        core, train, report = _LOSSES[targets.loss]
-        k = targets.n_outputs
-        return LOSSES[core].scaled(train(k)), report(k) / train(k)
-
     def _fit_stochastic(self, plan: _Plan, incremental: bool) -> None:
         """sgd/adam/adamw: ONE core ``fit`` call; scikit-learn's per-epoch logic runs in its callback.
 
@@ -411,7 +402,7 @@ class FlatMLPBase(BaseEstimator):
         if isinstance(self._optimizer, ScikitLearnSGD | ScikitLearnAdam):
             self._optimizer.set_l2(float(self.alpha), plan.batch_size, n, mean_weight)
         self._monitor_state()
-        loss, factor = self._core_loss(plan.targets)
+        loss, factor = scikit_learn_loss(plan.targets.loss, plan.targets.n_outputs)
         n_batches = -(-n // plan.batch_size)
         l2 = 0.0 if self.solver == "adamw" else 0.5 * float(self.alpha) * n_batches / (n * mean_weight)
         rate = self._optimizer.lr
@@ -423,7 +414,7 @@ class FlatMLPBase(BaseEstimator):
             Xv, Tv, swv = plan.val
             Tv_backend = net._be.asarray(Tv, dtype=net.dtype if Tv.dtype.kind == "f" else None)
             if plan.targets.loss == "binary_log_loss" and plan.targets.n_outputs > 1:  # multilabel: subset accuracy
-                monitor.val_score = lambda net, history: _subset_accuracy(net, Xv, Tv_backend, swv)
+                monitor.val_score = lambda net, history: subset_accuracy(net, Xv, Tv_backend, swv)
             else:
                 validation_data = (Xv, Tv_backend, swv)
                 monitor.val_score = lambda net, history: history.val_score[-1]
@@ -459,7 +450,7 @@ class FlatMLPBase(BaseEstimator):
         weight_total = float(plan.X.shape[0]) if plan.sample_weight is None else float(np.sum(plan.sample_weight))
         solver = LBFGS(max_iter=int(self.max_iter), max_fun=int(self.max_fun), tol=float(self.tol),
                        weight_decay=float(self.alpha) / weight_total)  # fmt: skip
-        loss, factor = self._core_loss(plan.targets)
+        loss, factor = scikit_learn_loss(plan.targets.loss, plan.targets.n_outputs)
         T = net._be.asarray(plan.T, dtype=net.dtype if plan.T.dtype.kind == "f" else None)
         try:
             history = net.fit(plan.X, T, optimizer=solver, loss=loss, sample_weight=plan.sample_weight, progress=False)
