@@ -1,14 +1,14 @@
 """scikit-learn's MLP losses (``sklearn/neural_network/_base.py``) as flatnet_xp :class:`~flatnet_xp.Loss`\\ es.
 
 Each is a core loss (a mean over all elements, or over rows for cross-entropy) times a constant,
-so gradients are the core's fused ones. Two details are scikit-learn's own:
+with the core's fused gradients. Two details are scikit-learn's own:
 
 * its squared error reports ``0.5 * mean`` but its gradient is that of ``0.5 * k * mean`` for
   ``k`` outputs (the gradient sums over outputs): we train on the gradient's loss and report
   scikit-learn's value through a factor;
 * its log losses clip the probabilities to ``[eps, 1 - eps]`` (``eps`` of the dtype) before the
-  logarithm: the values recorded here do the same (in log space, from the logits), the gradients
-  ``p - y`` are unchanged.
+  logarithm: the values here do the same (in log space, from the logits) in the same pass as the
+  gradients ``p - y``, which clipping leaves unchanged.
 """
 
 from __future__ import annotations
@@ -17,53 +17,63 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from flatnet_xp.activations import sigmoid
 from flatnet_xp.losses import LOSSES, Loss, log_softmax
 
 __all__ = ["scikit_learn_loss"]
 
 
 def _clipped(xp: Any, log_p: Any) -> Any:
-    """``log(clip(p, eps, 1 - eps))`` from ``log(p)``."""
+    """``log(clip(p, eps, 1 - eps))`` from ``log(p)`` (``maximum``/``minimum``: cheaper than ``clip``)."""
     eps = float(xp.finfo(log_p.dtype).eps)
-    return xp.clip(log_p, math.log(eps), math.log1p(-eps))
+    return xp.minimum(xp.maximum(log_p, math.log(eps)), math.log1p(-eps))
 
 
-def _softplus(xp: Any, x: Any) -> Any:
-    return xp.maximum(x, 0.0) + xp.log1p(xp.exp(-xp.abs(x)))
+def _weighted_sum(xp: Any, terms: Any, sw: Any) -> Any:
+    return xp.sum(terms if sw is None else terms * sw)
 
 
-def _log_loss_terms(xp: Any, z: Any, y: Any) -> Any:
-    return -(y * _clipped(xp, log_softmax(xp, z)))
+def _log_loss(xp: Any, z: Any, y: Any, sw: Any, scale: float) -> Any:
+    return _log_loss_and_grad(xp, None, z, y, None, sw, scale)[0]
 
 
-def _binary_log_loss_terms(xp: Any, z: Any, y: Any) -> Any:
-    # log(sigmoid(z)) = -softplus(-z), log(1 - sigmoid(z)) = -softplus(z)
-    return -(y * _clipped(xp, -_softplus(xp, -z)) + (1.0 - y) * _clipped(xp, -_softplus(xp, z)))
+def _log_loss_and_grad(xp: Any, ops: Any, z: Any, y: Any, out: Any, sw: Any, scale: float) -> tuple[Any, Any]:
+    """Cross-entropy of softmax outputs, scikit-learn's clipped value; the core's fused gradient
+    ``(softmax(z) - y) / n`` (``out`` None: the value only)."""
+    log_p = log_softmax(xp, z)
+    factor = scale / z.shape[0]
+    value = -_weighted_sum(xp, y * _clipped(xp, log_p), sw) * factor
+    if out is None:
+        return value, None
+    grad = xp.sum(y, axis=1, keepdims=True) * xp.exp(log_p) - y
+    return value, ops.copy((grad if sw is None else grad * sw) * factor, out)
 
 
-def _clipping(base: Loss, name: str, terms: Callable[[Any, Any, Any], Any], per_row: bool) -> Loss:
-    """``base`` with scikit-learn's clipped values (its gradient unchanged)."""
+def _binary_log_loss(xp: Any, z: Any, y: Any, sw: Any, scale: float) -> Any:
+    return _binary_log_loss_and_grad(xp, None, z, y, None, sw, scale)[0]
 
-    def value(xp: Any, z: Any, y: Any, sw: Any, scale: float) -> Any:
-        t = terms(xp, z, y)
-        if sw is not None:
-            t = t * sw
-        count = z.shape[0] if per_row else z.shape[0] * z.shape[1]
-        return xp.sum(t) * (scale / count)
 
-    def value_and_grad(xp: Any, ops: Any, z: Any, y: Any, out: Any, sw: Any, scale: float) -> tuple[Any, Any]:
-        _, grad = base._value_and_grad(xp, ops, z, y, out, sw, scale)
-        return value(xp, z, y, sw, scale), grad
-
-    return Loss(name, base.targets, value, value_and_grad)
+def _binary_log_loss_and_grad(xp: Any, ops: Any, z: Any, y: Any, out: Any, sw: Any, scale: float) -> tuple[Any, Any]:
+    """Binary cross-entropy of logistic outputs per element, scikit-learn's clipped value; the core's
+    gradient ``(sigmoid(z) - y) / size`` (``out`` None: the value only)."""
+    soft = xp.log1p(
+        xp.exp(-xp.abs(z))
+    )  # log(sigmoid(z)) = -(max(-z, 0) + soft), log(1 - sigmoid(z)) = -(max(z, 0) + soft)
+    log_p, log_q = -(xp.maximum(-z, 0.0) + soft), -(xp.maximum(z, 0.0) + soft)
+    factor = scale / (z.shape[0] * z.shape[1])
+    value = -_weighted_sum(xp, y * _clipped(xp, log_p) + (1.0 - y) * _clipped(xp, log_q), sw) * factor
+    if out is None:
+        return value, None
+    grad = sigmoid(xp, z) - y
+    return value, ops.copy((grad if sw is None else grad * sw) * factor, out)
 
 
 #: name: (the core Loss with scikit-learn's values, factor trained on, factor reported), for k outputs.
 _LOSSES: dict[str, tuple[Loss, Callable[[int], float], Callable[[int], float]]] = {
     "squared_error": (LOSSES["mse"], lambda k: 0.5 * k, lambda k: 0.5),
     "poisson": (LOSSES["poisson"], float, float),
-    "binary_log_loss": (_clipping(LOSSES["bce"], "binary_log_loss", _binary_log_loss_terms, False), float, float),
-    "log_loss": (_clipping(LOSSES["cross_entropy"], "log_loss", _log_loss_terms, True), lambda k: 1.0, lambda k: 1.0),
+    "binary_log_loss": (Loss("binary_log_loss", "binary", _binary_log_loss, _binary_log_loss_and_grad), float, float),
+    "log_loss": (Loss("log_loss", "classes", _log_loss, _log_loss_and_grad), lambda k: 1.0, lambda k: 1.0),
 }
 
 
