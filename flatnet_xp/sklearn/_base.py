@@ -10,8 +10,6 @@ scikit-learn's end-of-iteration logic, L-BFGS through :class:`flatnet_xp.LBFGS`.
 from __future__ import annotations
 
 import contextlib
-import math
-import numbers
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,7 +20,6 @@ import numpy as np
 from sklearn.base import BaseEstimator, is_regressor
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
-from sklearn.utils import check_random_state
 from sklearn.utils._array_api import get_namespace
 from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
@@ -37,7 +34,6 @@ from flatnet_xp.network import FlatMLP
 from flatnet_xp.optim import AdamW, Optimizer
 from flatnet_xp.sklearn._losses import scikit_learn_loss
 from flatnet_xp.sklearn._monitor import (
-    SCHEDULES,
     EpochMonitor,
     EpochRate,
     restore,
@@ -47,6 +43,7 @@ from flatnet_xp.sklearn._monitor import (
 )
 from flatnet_xp.sklearn._namespace import auto_backend, dispatching, is_device_array
 from flatnet_xp.sklearn._optimizers import ScikitLearnAdam, ScikitLearnSGD
+from flatnet_xp.sklearn._params import ACTIVATIONS, STOCHASTIC_SOLVERS, check_params, random_state_of
 from flatnet_xp.solvers import LBFGS
 
 try:  # scikit-learn >= 1.9
@@ -55,11 +52,6 @@ except ImportError:  # pragma: no cover - older scikit-learn does not test it
     check_same_namespace = None
 
 __all__ = ["NONFINITE_MESSAGE", "FlatMLPBase", "Targets"]
-
-_ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu",
-                "leaky_relu": "leaky_relu"}  # fmt: skip
-_SOLVERS = ("lbfgs", "sgd", "adam", "adamw")
-_STOCHASTIC = ("sgd", "adam", "adamw")
 
 NONFINITE_MESSAGE = (
     "Solver produced non-finite parameter weights. The input data may contain large values and need to be preprocessed."
@@ -106,35 +98,6 @@ def _unchanged_on_error(est: BaseEstimator) -> Iterator[None]:
         est.__dict__.clear()
         est.__dict__.update(saved)
         raise
-
-
-def _check_number(est: Any, name: str, low: float, high: float, *, integer: bool = False, open_low: bool = False,
-                  open_high: bool = False, extra: tuple[Any, ...] = ()) -> None:  # fmt: skip
-    value = getattr(est, name)
-    if any(value is e or value == e for e in extra):
-        return
-    kind = numbers.Integral if integer else numbers.Real
-    lo, hi = "(" if open_low else "[", ")" if open_high else "]"
-    want = f"{'an integer' if integer else 'a number'} in {lo}{low}, {high}{hi}" + "".join(f" or {e}" for e in extra)
-    if isinstance(value, bool) or not isinstance(value, kind):
-        raise TypeError(f"{name}: expected {want}, got {value!r}")
-    v = float(value)
-    if math.isnan(v) or v < low or v > high or (open_low and v == low) or (open_high and v == high):
-        raise ValueError(f"{name}: expected {want}, got {value!r}")
-
-
-def _check_choice(est: Any, name: str, choices: tuple[Any, ...]) -> None:
-    value = getattr(est, name)
-    if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"{name}: expected one of {list(choices)}, got {value!r}")
-
-
-def _stochastic(est: FlatMLPBase) -> bool:
-    if est.solver not in _STOCHASTIC:
-        raise AttributeError(
-            f"partial_fit is only available for stochastic optimizers. {est.solver} is not stochastic."
-        )
-    return True
 
 
 class FlatMLPBase(BaseEstimator):
@@ -207,43 +170,7 @@ class FlatMLPBase(BaseEstimator):
     # ------------------------------------------------------------------ parameters
     def _check_params(self) -> tuple[int, ...]:
         """Check every parameter (ValueError/TypeError naming it); returns the hidden layer sizes."""
-        given = self.hidden_layer_sizes
-        hidden = (given,) if isinstance(given, numbers.Integral) else given
-        try:
-            sizes = tuple(hidden)
-        except TypeError:
-            raise TypeError(f"hidden_layer_sizes: expected an int or a sequence of ints, got {given!r}") from None
-        if not all(isinstance(h, numbers.Integral) and not isinstance(h, bool) and int(h) > 0 for h in sizes):
-            raise ValueError(f"hidden_layer_sizes: expected positive integers, got {given!r}")
-        _check_choice(self, "activation", tuple(_ACTIVATIONS))
-        _check_choice(self, "solver", _SOLVERS)
-        _check_choice(self, "learning_rate", SCHEDULES)
-        if not (isinstance(self.batch_size, str) and self.batch_size == "auto"):
-            _check_number(self, "batch_size", 1, math.inf, integer=True)
-        for name in ("alpha", "power_t", "tol"):
-            _check_number(self, name, 0.0, math.inf)
-        _check_number(self, "learning_rate_init", 0.0, math.inf, open_low=True)
-        _check_number(self, "epsilon", 0.0, math.inf, open_low=True)
-        _check_number(self, "momentum", 0.0, 1.0)
-        for name in ("validation_fraction", "beta_1", "beta_2"):
-            _check_number(self, name, 0.0, 1.0, open_high=True)
-        for name in ("max_iter", "max_fun"):
-            _check_number(self, name, 1, math.inf, integer=True)
-        _check_number(self, "n_iter_no_change", 1, math.inf, integer=True, extra=(np.inf,))
-        for name in ("shuffle", "warm_start", "nesterovs_momentum", "early_stopping"):
-            if not isinstance(getattr(self, name), bool | np.bool_):
-                raise TypeError(f"{name}: expected True or False, got {getattr(self, name)!r}")
-        if self.dtype is not None:
-            check_dtype(self.dtype)
-        return tuple(int(h) for h in sizes)
-
-    def _random_state(self) -> np.random.RandomState:
-        try:
-            return check_random_state(self.random_state)
-        except ValueError:
-            raise ValueError(
-                f"random_state: expected None, an int or a numpy.random.RandomState, got {self.random_state!r}"
-            ) from None
+        return check_params(self)
 
     # ------------------------------------------------------------------ input handling
     def _validate(self, X: Any, y: Any = None, *, reset: bool, fitting: bool = False) -> tuple[Any, Any]:
@@ -300,20 +227,19 @@ class FlatMLPBase(BaseEstimator):
         sw = None
         if sample_weight is not None:
             sw = np.asarray(to_numpy(_check_sample_weight(sample_weight, X)), dtype=np.float64)
-        rs = self._random_state()
+        rs = random_state_of(self)
         sizes = (int(X.shape[1]), *hidden, targets.n_outputs)
         if first:
             net = self._new_net(X, sizes, rs)
-            seed = int(rs.randint(np.iinfo(np.int32).max))  # the shuffle seed of this network's every epoch
         else:
-            net, seed = self.net_, self._shuffle_seed
+            net = self.net_
             if tuple(net.layout.sizes) != sizes:
                 raise ValueError(
                     f"warm_start: the fitted network has layer sizes {list(net.layout.sizes)}, but "
                     f"hidden_layer_sizes and the data call for {list(sizes)}; set warm_start=False to start afresh"
                 )
         T, val = targets.T, None
-        if self.solver in _STOCHASTIC and self.early_stopping:
+        if self.solver in STOCHASTIC_SOLVERS and self.early_stopping:
             train, test = train_test_split(np.arange(X.shape[0]), random_state=rs,
                                            test_size=self.validation_fraction, stratify=targets.stratify)  # fmt: skip
             if test.shape[0] < 2:
@@ -322,6 +248,9 @@ class FlatMLPBase(BaseEstimator):
                 )
             val = (_gather(X, test), T[test], None if sw is None else sw[test])
             X, T, sw = _gather(X, train), T[train], None if sw is None else sw[train]
+        # The shuffle seed of this network's every epoch, drawn after the initial weights and the split
+        # (both as scikit-learn draws them from random_state).
+        seed = int(rs.randint(np.iinfo(np.int32).max)) if first else self._shuffle_seed
         n = int(X.shape[0])
         if self.batch_size == "auto":
             batch = min(200, n)
@@ -345,7 +274,7 @@ class FlatMLPBase(BaseEstimator):
             except TypeError:
                 dtype = "float64"
         n_hidden = len(sizes) - 2
-        acts = [_ACTIVATIONS[self.activation]] * n_hidden + ["identity"]
+        acts = [ACTIVATIONS[self.activation]] * n_hidden + ["identity"]
         return FlatMLP(sizes, acts, backend=backend, device=device, dtype=dtype, seed=rs, init="sklearn")
 
     def _initialize(self, plan: _Plan) -> None:

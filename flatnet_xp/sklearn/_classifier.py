@@ -12,8 +12,9 @@ from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_targ
 from sklearn.utils.validation import column_or_1d
 
 from flatnet_xp._compat import array_namespace, to_numpy
-from flatnet_xp.sklearn._base import FlatMLPBase, Targets, _stochastic
+from flatnet_xp.sklearn._base import FlatMLPBase, Targets
 from flatnet_xp.sklearn._namespace import is_host_input, like_input
+from flatnet_xp.sklearn._params import stochastic
 
 __all__ = ["FlatMLPClassifier"]
 
@@ -155,7 +156,7 @@ class FlatMLPClassifier(ClassifierMixin, FlatMLPBase):
         self._fit(X, y, sample_weight, incremental=False)
         return self
 
-    @available_if(_stochastic)
+    @available_if(stochastic)
     def partial_fit(self, X: Any, y: Any, sample_weight: Any = None, classes: Any = None) -> FlatMLPClassifier:
         """One epoch over ``(X, y)``; the first call needs ``classes`` (every label that will occur).
 

@@ -10,8 +10,9 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import column_or_1d
 
 from flatnet_xp._compat import to_numpy
-from flatnet_xp.sklearn._base import FlatMLPBase, Targets, _check_choice, _stochastic
+from flatnet_xp.sklearn._base import FlatMLPBase, Targets
 from flatnet_xp.sklearn._namespace import like_input
+from flatnet_xp.sklearn._params import check_choice, stochastic
 
 __all__ = ["FlatMLPRegressor"]
 
@@ -110,7 +111,7 @@ best_validation_score_, n_iter_, t_, n_features_in_, feature_names_in_, n_layers
         self.loss = loss
 
     def _check_params(self) -> tuple[int, ...]:
-        _check_choice(self, "loss", _REGRESSION_LOSSES)
+        check_choice(self, "loss", _REGRESSION_LOSSES)
         return super()._check_params()
 
     def _targets(self, y: Any, *, first: bool, incremental: bool) -> Targets:
@@ -140,7 +141,7 @@ best_validation_score_, n_iter_, t_, n_features_in_, feature_names_in_, n_layers
         self._fit(X, y, sample_weight, incremental=False)
         return self
 
-    @available_if(_stochastic)
+    @available_if(stochastic)
     def partial_fit(self, X: Any, y: Any, sample_weight: Any = None) -> FlatMLPRegressor:
         """One epoch over ``(X, y)``, continuing from the current weights (not with ``solver="lbfgs"``).
 
