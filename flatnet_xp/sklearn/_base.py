@@ -360,7 +360,7 @@ class FlatMLPBase(BaseEstimator):
                 raise ValueError(NONFINITE_MESSAGE) from exc
             monitor.diverged(net)
         except KeyboardInterrupt:
-            warnings.warn("Training interrupted by user.", stacklevel=3)
+            warnings.warn("Training interrupted by user.", stacklevel=4)
         finally:
             self._epochs_done = start + self.n_iter_
         if self.early_stopping:
@@ -370,7 +370,7 @@ class FlatMLPBase(BaseEstimator):
                 f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and the optimization hasn't "
                 "converged yet.",
                 ConvergenceWarning,
-                stacklevel=3,
+                stacklevel=4,  # the caller of fit
             )
 
     def _fit_lbfgs(self, plan: _Plan) -> None:
