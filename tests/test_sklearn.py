@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 
 sklearn = pytest.importorskip("sklearn")
-from sklearn.datasets import load_diabetes, load_digits, load_iris  # noqa: E402
+from sklearn.datasets import (  # noqa: E402
+    load_diabetes,
+    load_digits,
+    load_iris,
+    make_multilabel_classification,
+    make_regression,
+)
 from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from sklearn.model_selection import GridSearchCV, train_test_split  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
@@ -20,8 +26,16 @@ from flatnet_xp._compat import to_numpy  # noqa: E402
 from flatnet_xp.sklearn import FlatMLPClassifier, FlatMLPRegressor  # noqa: E402
 from tests.conftest import backend_unavailable  # noqa: E402
 
+#: Default parameters, and max_iter=50 (scikit-learn's MLPRegressor passes check_regressors_train there).
+ESTIMATORS = [
+    FlatMLPClassifier(random_state=0),
+    FlatMLPRegressor(random_state=0),
+    FlatMLPClassifier(max_iter=50, random_state=0),
+    FlatMLPRegressor(max_iter=50, random_state=0),
+]
 
-@parametrize_with_checks([FlatMLPClassifier(random_state=0), FlatMLPRegressor(random_state=0)])
+
+@parametrize_with_checks(ESTIMATORS)
 def test_scikit_learn_estimator_checks(estimator, check):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -79,8 +93,9 @@ def test_binary_uses_one_logistic_output():
 def test_multi_output_regression():
     X, y = load_diabetes(return_X_y=True)
     Y = np.stack([y, -y], axis=1) / 100
-    reg = FlatMLPRegressor((32,), max_iter=100, learning_rate_init=0.01, random_state=0).fit(X, Y)
-    assert reg.predict(X).shape == (442, 2) and reg.score(X, Y) > 0.3
+    reg = FlatMLPRegressor(hidden_layer_sizes=(32,), max_iter=100, learning_rate_init=0.01, random_state=0).fit(X, Y)
+    pred = reg.predict(X)
+    assert pred.shape == (442, 2) and pred.dtype == np.float64 and reg.score(X, Y) > 0.3
 
 
 def test_coefs_and_intercepts_are_views_of_the_flat_buffers():
@@ -114,8 +129,9 @@ def test_partial_fit_continues_and_checks_classes():
     clf.partial_fit(X[:75], y[:75], classes=[0, 1, 2])
     first = clf.net_.params.copy()
     clf.partial_fit(X[75:], y[75:])
-    assert clf.n_iter_ == 2 and not np.array_equal(first, clf.net_.params)
-    with pytest.raises(ValueError, match="not seen"):
+    assert clf.n_iter_ == 1 and len(clf.loss_curve_) == 2 and clf.t_ == 150  # n_iter_: of the last call
+    assert not np.array_equal(first, clf.net_.params)
+    with pytest.raises(ValueError, match=r"`y` has classes not in `self\.classes_`"):
         clf.partial_fit(X[:3], [0, 1, 7])
 
 
@@ -143,18 +159,36 @@ def test_pickle_and_clone_keep_predictions():
     [
         ({"hidden_layer_sizes": (0,)}, "hidden_layer_sizes"),
         ({"activation": "softplus"}, "activation"),
-        ({"solver": "lbfgs"}, "solver"),
+        ({"solver": "newton"}, "solver"),
+        ({"learning_rate": "cosine"}, "learning_rate"),
+        ({"n_iter_no_change": 0}, "n_iter_no_change"),
+        ({"momentum": 1.5}, "momentum"),
+        ({"beta_2": 1.0}, "beta_2"),
+        ({"epsilon": 0.0}, "epsilon"),
+        ({"max_fun": 0}, "max_fun"),
+        ({"random_state": "seven"}, "random_state"),
         ({"batch_size": 0}, "batch_size"),
         ({"max_iter": 0}, "max_iter"),
         ({"learning_rate_init": 0.0}, "learning_rate_init"),
         ({"validation_fraction": 1.0}, "validation_fraction"),
-        ({"backend": "jax"}, "backend"),
+        ({"backend": "tensorflow"}, "backend"),
+        ({"alpha": "big"}, "alpha"),
+        ({"shuffle": "yes"}, "shuffle"),
+        ({"dtype": "int8"}, "dtype"),
     ],
 )
 def test_bad_parameters_are_reported_at_fit(params, match):
     X, y = load_iris(return_X_y=True)
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises((ValueError, TypeError), match=match):
         FlatMLPClassifier(**params).fit(X, y)
+
+
+def test_bad_regression_loss_is_named():
+    X, y = load_diabetes(return_X_y=True)
+    with pytest.raises(ValueError, match="loss"):
+        FlatMLPRegressor(loss="absolute_error").fit(X, y)
+    with pytest.raises(ValueError, match="y: loss='poisson' needs non-negative targets"):
+        FlatMLPRegressor(loss="poisson").fit(X, y - y.mean())
 
 
 def test_other_backends_take_numpy_and_return_numpy(xp):
@@ -174,3 +208,253 @@ def test_device_input_gives_device_output():
     out = clf.predict_proba(cupy.asarray(X))
     assert isinstance(out, cupy.ndarray)
     np.testing.assert_allclose(to_numpy(out), clf.predict_proba(X))
+
+
+# ---------------------------------------------------------------------------------------------
+# Parity with scikit-learn's MLP: the same parameters train the same weights.
+
+IRIS = load_iris(return_X_y=True)
+_REG_X, _REG_Y = make_regression(n_samples=60, n_features=5, n_targets=3, random_state=0)
+_ML_X, _ML_Y = make_multilabel_classification(n_samples=50, random_state=0)
+_DIGITS = (load_digits().data / 16, load_digits().target)
+
+PARITY_CASES = {
+    "sgd nesterov, multiclass": ("clf", *IRIS, dict(solver="sgd", learning_rate_init=0.01, alpha=0.01)),
+    "sgd momentum, binary, logistic": (
+        "clf", IRIS[0], IRIS[1] == 1,
+        dict(solver="sgd", nesterovs_momentum=False, learning_rate_init=0.05, alpha=0.1, activation="logistic"),
+    ),
+    "sgd invscaling + momentum": ("clf", *IRIS, dict(solver="sgd", learning_rate="invscaling", learning_rate_init=0.5)),
+    "sgd adaptive": (
+        "clf", *IRIS, dict(solver="sgd", learning_rate="adaptive", learning_rate_init=0.05, tol=0.5, max_iter=200),
+    ),
+    "sgd, batches of 40 (last one 30)": ("clf", *IRIS, dict(solver="sgd", batch_size=40, alpha=0.1)),
+    "adam, batches of 32": ("clf", *IRIS, dict(solver="adam", batch_size=32, learning_rate_init=0.01)),
+    "adam, early stopping (the same split)": ("clf", *_DIGITS, dict(early_stopping=True, learning_rate_init=0.05)),
+    "sgd, multilabel, tanh": ("clf", _ML_X, _ML_Y, dict(solver="sgd", learning_rate_init=0.01, activation="tanh")),
+    "sgd, 3 outputs, squared error": ("reg", _REG_X, _REG_Y / 100, dict(solver="sgd", alpha=0.5)),
+    "sgd, poisson": ("reg", _REG_X, np.abs(_REG_Y[:, 0]) / 100, dict(solver="sgd", loss="poisson")),
+    "lbfgs, multiclass": ("clf", *IRIS, dict(solver="lbfgs", max_iter=10)),
+    "lbfgs, 3 outputs": ("reg", _REG_X, _REG_Y / 100, dict(solver="lbfgs", max_iter=10, alpha=0.1)),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(PARITY_CASES))
+def test_training_equals_scikit_learns(case):
+    """Same initial weights, losses, L2, updates, schedules and stopping rules as scikit-learn: the same
+    weights (shuffle=False; with shuffle=True only the sample orders differ), loss curve and n_iter_."""
+    from sklearn.neural_network import MLPClassifier, MLPRegressor
+
+    kind, X, y, params = PARITY_CASES[case]
+    params = {"hidden_layer_sizes": (7,), "shuffle": False, "random_state": 0, "tol": 0.0, "max_iter": 30, **params}
+    ours_cls, theirs_cls = (FlatMLPClassifier, MLPClassifier) if kind == "clf" else (FlatMLPRegressor, MLPRegressor)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        theirs = theirs_cls(**params).fit(X, y)
+        ours = ours_cls(**params).fit(X, y)
+    for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_, strict=True):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
+    assert ours.n_iter_ == theirs.n_iter_ and ours.out_activation_ == theirs.out_activation_
+    np.testing.assert_allclose(ours.loss_, theirs.loss_, rtol=1e-5)
+    if params.get("solver") != "lbfgs":
+        # One batch an epoch: exact. Several: the L2 term of the reported loss uses epoch-level norms.
+        samples_per_epoch = ours.t_ // ours.n_iter_
+        full = params.get("batch_size", 200) >= samples_per_epoch
+        np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-12 if full else 1e-5)
+        assert ours._optimizer.learning_rate == pytest.approx(theirs._optimizer.learning_rate, rel=1e-12)
+        assert ours.validation_scores_ == pytest.approx(theirs.validation_scores_, rel=1e-12)
+        assert ours.best_loss_ == pytest.approx(theirs.best_loss_, rel=1e-12 if full else 1e-5)
+    np.testing.assert_allclose(ours.predict_proba(X) if kind == "clf" else ours.predict(X),
+                               theirs.predict_proba(X) if kind == "clf" else theirs.predict(X), atol=1e-12)  # fmt: skip
+
+
+def test_partial_fit_trains_exactly_as_fit_epoch_for_epoch():
+    X, y = IRIS
+    params = dict(hidden_layer_sizes=(8,), batch_size=16, tol=0.0, n_iter_no_change=100, random_state=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        fitted = FlatMLPClassifier(max_iter=6, **params).fit(X, y)
+    stepped = FlatMLPClassifier(**params)
+    for _ in range(6):
+        stepped.partial_fit(X, y, classes=[0, 1, 2])
+    np.testing.assert_array_equal(stepped.net_.params, fitted.net_.params)
+    assert stepped.loss_curve_ == fitted.loss_curve_ and stepped.t_ == fitted.t_ == 6 * 150
+
+
+def test_one_core_fit_call_per_estimator_fit(monkeypatch):
+    from flatnet_xp.network import FlatMLP
+
+    calls = []
+    real_fit = FlatMLP.fit
+    monkeypatch.setattr(FlatMLP, "fit", lambda self, *a, **k: calls.append(k["epochs"]) or real_fit(self, *a, **k))
+    X, y = IRIS
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = FlatMLPClassifier((8,), solver="sgd", max_iter=25, random_state=0).fit(X, y)
+    assert calls == [25] and clf.n_iter_ == 25
+
+
+def test_invscaling_counts_samples_across_warm_starts():
+    X, y = [[3, 2], [1, 6], [5, 6], [-2, -4]], [1, 1, 1, 0]
+    clf = FlatMLPClassifier(4, solver="sgd", learning_rate="invscaling", power_t=0.25, max_iter=1, warm_start=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X, y).fit(X, y)
+    assert clf.t_ == 8 and clf._optimizer.learning_rate == clf.learning_rate_init / 9**0.25
+
+
+# ---------------------------------------------------------------------------------------------
+# Targets, inputs and attributes scikit-learn's way.
+
+
+def test_multilabel_targets_get_one_logistic_output_per_label():
+    clf = FlatMLPClassifier(30, solver="lbfgs", random_state=0).fit(_ML_X, _ML_Y)
+    proba = clf.predict_proba(_ML_X)
+    assert (
+        clf.out_activation_ == "logistic" and clf.n_outputs_ == _ML_Y.shape[1] and list(clf.classes_) == [0, 1, 2, 3, 4]
+    )
+    assert proba.shape == _ML_Y.shape and not np.allclose(proba.sum(1), 1)
+    np.testing.assert_array_equal(clf.predict(_ML_X), (proba > 0.5).astype(np.int64))
+    assert clf.score(_ML_X, _ML_Y) > 0.95  # subset accuracy
+
+
+def test_a_single_class_is_accepted_and_always_predicted():
+    X = np.random.default_rng(0).normal(size=(10, 2))
+    clf = FlatMLPClassifier(4, max_iter=5, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X, ["a"] * 10)
+    assert list(clf.predict(X)) == ["a"] * 10 and clf.predict_proba(X).shape == (10, 2)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_weights_and_predictions_follow_the_input_dtype(dtype):
+    X, y = load_diabetes(return_X_y=True)
+    X = X.astype(dtype)
+    reg = FlatMLPRegressor(hidden_layer_sizes=(5,), max_iter=5, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        reg.fit(X, y / 100)
+        forced = FlatMLPRegressor(hidden_layer_sizes=(5,), max_iter=5, random_state=0, dtype="float64").fit(X, y / 100)
+    assert reg.net_.dtype_name == np.dtype(dtype).name and reg.predict(X).dtype == dtype
+    assert all(c.dtype == dtype for c in reg.coefs_ + reg.intercepts_)
+    assert forced.net_.dtype_name == "float64" and forced.predict(X).dtype == np.float64
+
+
+def test_sparse_input_trains_exactly_as_dense():
+    scipy_sparse = pytest.importorskip("scipy.sparse")
+    X, y = load_digits(n_class=2, return_X_y=True)
+    X, y = X[:120] / 16, y[:120]
+    params = dict(hidden_layer_sizes=(15,), solver="sgd", batch_size=32, max_iter=5, random_state=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        dense = FlatMLPClassifier(**params).fit(X, y)
+        sparse = FlatMLPClassifier(**params).fit(scipy_sparse.csr_matrix(X), y)
+    np.testing.assert_array_equal(sparse.net_.params, dense.net_.params)
+    np.testing.assert_array_equal(sparse.predict_proba(scipy_sparse.csc_matrix(X)), dense.predict_proba(X))
+
+
+def test_integer_sample_weights_equal_repeated_samples():
+    X, y = IRIS
+    weights = np.random.default_rng(0).integers(0, 3, size=len(y))
+    params = dict(hidden_layer_sizes=(6,), solver="lbfgs", max_iter=30, alpha=1e-2, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        weighted = FlatMLPClassifier(**params).fit(X, y, sample_weight=weights)
+        repeated = FlatMLPClassifier(**params).fit(np.repeat(X, weights, axis=0), np.repeat(y, weights))
+    np.testing.assert_allclose(weighted.predict_proba(X), repeated.predict_proba(X), atol=1e-8)
+
+
+def test_early_stopping_keeps_the_best_weights_and_scores():
+    X, y = load_digits(n_class=3, return_X_y=True)
+    clf = FlatMLPClassifier((16,), early_stopping=True, n_iter_no_change=3, learning_rate_init=0.05, random_state=0)
+    clf.fit(X / 16, y)
+    assert clf.best_loss_ is None and clf.best_validation_score_ == max(clf.validation_scores_)
+    assert len(clf.validation_scores_) == clf.n_iter_ == len(clf.loss_curve_)
+    np.testing.assert_array_equal(clf.net_.params, clf._best_params)
+
+
+def test_without_early_stopping_training_loss_is_monitored_and_last_weights_kept():
+    X, y = IRIS
+    clf = FlatMLPClassifier((8,), solver="sgd", tol=0.5, max_iter=500, random_state=0).fit(X, y)
+    assert clf.validation_scores_ is None and clf.best_validation_score_ is None
+    assert clf.best_loss_ == min(clf.loss_curve_) and clf._no_improvement_count == clf.n_iter_no_change + 1
+    assert clf.n_iter_ == len(clf.loss_curve_) < 500 and clf.loss_ == clf.loss_curve_[-1]
+
+
+def test_divergence_raises_scikit_learns_error_or_records_nan_with_early_stopping():
+    X, y = IRIS
+    params = dict(hidden_layer_sizes=100, activation="identity", solver="sgd", learning_rate_init=1.0, max_iter=20)
+    with pytest.raises(ValueError, match="Solver produced non-finite parameter weights"):
+        FlatMLPRegressor(**params, random_state=0).fit(X, y)
+    reg = FlatMLPRegressor(**params, early_stopping=True, random_state=0).fit(X, y)
+    assert np.isnan(reg.validation_scores_[-1]) and np.all(np.isfinite(reg.predict(X)))
+
+
+def test_verbose_prints_scikit_learns_lines(capsys):
+    X, y = IRIS
+    FlatMLPClassifier(4, max_iter=2, verbose=True, early_stopping=True, random_state=0).fit(X, y)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("Iteration 1, loss = ") and out[1].startswith("Validation score: ")
+
+
+def test_partial_fit_is_absent_for_lbfgs_and_refuses_early_stopping():
+    assert not hasattr(FlatMLPClassifier(solver="lbfgs"), "partial_fit")
+    assert not hasattr(FlatMLPRegressor(solver="lbfgs"), "partial_fit")
+    with pytest.raises(ValueError, match="partial_fit does not support early_stopping=True"):
+        FlatMLPRegressor(early_stopping=True).partial_fit(*load_diabetes(return_X_y=True))
+
+
+# ---------------------------------------------------------------------------------------------
+# A failed fit changes nothing.
+
+
+def _state(est):
+    return {k: (np.array(v.params) if k == "net_" else v) for k, v in vars(est).items() if k != "_optimizer"}
+
+
+def _assert_same_state(before, after):
+    assert before.keys() == after.keys()
+    for key, value in before.items():
+        if isinstance(value, np.ndarray):
+            np.testing.assert_array_equal(after[key], value)
+        else:
+            assert after[key] is value or after[key] == value, key
+
+
+def test_warm_start_with_other_classes_raises_and_changes_nothing():
+    X, y = IRIS
+    clf = FlatMLPClassifier(2, solver="lbfgs", warm_start=True, random_state=42, tol=1e-2).fit(X, y)
+    before = _state(clf)
+    with pytest.raises(ValueError, match=r"warm_start can only be used where `y` has the same classes"):
+        clf.fit(X, np.array([0] * 50 + [1] * 50 + [3] * 50))
+    _assert_same_state(before, _state(clf))
+
+
+@pytest.mark.parametrize(
+    ("make_input", "warm_start", "match"),
+    [
+        (lambda X, y: (np.where(X > 7, np.nan, X), y), False, "NaN"),
+        (lambda X, y: (X[:, :3], y), True, "features"),
+        (lambda X, y: (X, np.arange(len(y)) * 0.5), False, "Unknown label type"),
+        (lambda X, y: (X[:4], np.array([0, 0, 0, 1])), False, "least populated"),
+    ],
+    ids=["nan", "features", "continuous-y", "stratify"],
+)
+def test_a_refit_that_fails_validation_leaves_the_estimator_unchanged(make_input, warm_start, match):
+    X, y = IRIS
+    clf = FlatMLPClassifier(4, max_iter=3, early_stopping=True, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X, y)
+    clf.set_params(warm_start=warm_start)
+    before = _state(clf)
+    with pytest.raises(ValueError, match=match):
+        clf.fit(*make_input(X, y))
+    _assert_same_state(before, _state(clf))
+
+
+def test_validation_set_too_small_is_refused():
+    X, y = make_regression(n_samples=2, n_features=5, random_state=0)
+    with pytest.raises(ValueError, match="The validation set is too small"):
+        FlatMLPRegressor(early_stopping=True, random_state=0).fit(X, y)

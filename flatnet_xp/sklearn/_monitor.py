@@ -1,0 +1,206 @@
+"""scikit-learn's end-of-epoch logic as a ``fit`` callback: learning-rate schedule, stopping rules,
+best weights, ``verbose`` lines.
+
+This is ``MLP._fit_stochastic``'s per-iteration bookkeeping and ``_update_no_improvement_count``
+(scikit-learn 1.9), written against one flat parameter buffer: the best parameters are ONE flat
+copy, and everything runs inside a single core ``fit`` call.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from flatnet_xp._compat import precision
+
+if TYPE_CHECKING:
+    from flatnet_xp.history import History
+    from flatnet_xp.network import FlatMLP
+    from flatnet_xp.sklearn._base import FlatMLPBase
+
+__all__ = ["SCHEDULES", "EpochMonitor", "EpochRate", "restore", "snapshot", "squared_weight_norm"]
+
+#: ``learning_rate`` values (scikit-learn's ``SGDOptimizer`` ``lr_schedule``).
+SCHEDULES = ("constant", "invscaling", "adaptive")
+#: ``learning_rate="adaptive"`` stops once the rate is at most this.
+MIN_ADAPTIVE_RATE = 1e-6
+
+
+class EpochRate:
+    """scikit-learn's learning rate, changed only at epoch ends; an optimizer schedule ``lr(t)``.
+
+    ``constant``: ``learning_rate_init`` throughout. ``invscaling``: after each epoch
+    ``learning_rate_init / (t_ + 1) ** power_t`` where ``t_`` counts the SAMPLES seen. ``adaptive``:
+    divided by 5 each time training stops improving (see :meth:`trigger_stopping`); training ends
+    once it is at most 1e-6. The optimizer reads :attr:`current` at every step.
+
+    Parameters
+    ----------
+    learning_rate_init : float
+    schedule : {"constant", "invscaling", "adaptive"}
+    power_t : float
+    """
+
+    def __init__(self, learning_rate_init: float, schedule: str = "constant", power_t: float = 0.5) -> None:
+        self.learning_rate_init = float(learning_rate_init)
+        self.schedule = schedule
+        self.power_t = float(power_t)
+        self.current = float(learning_rate_init)
+
+    def __call__(self, t: int) -> float:
+        return self.current
+
+    def iteration_ends(self, samples_seen: int) -> None:
+        """The end of an epoch, after ``samples_seen`` samples in all (``invscaling`` updates here)."""
+        if self.schedule == "invscaling":
+            self.current = self.learning_rate_init / (samples_seen + 1) ** self.power_t
+
+    def trigger_stopping(self, message: str, verbose: bool) -> bool:
+        """Training stopped improving: True to stop, or (``adaptive``) divide the rate by 5 and go on."""
+        if self.schedule != "adaptive":
+            if verbose:
+                print(message + " Stopping.")
+            return True
+        if self.current <= MIN_ADAPTIVE_RATE:
+            if verbose:
+                print(message + " Learning rate too small. Stopping.")
+            return True
+        self.current /= 5.0
+        if verbose:
+            print(message + f" Setting learning rate to {self.current:f}")
+        return False
+
+    def __repr__(self) -> str:  # stable (no current value): the compiled JAX epoch keys on it
+        return f"EpochRate({self.learning_rate_init!r}, {self.schedule!r}, power_t={self.power_t!r})"
+
+
+def snapshot(net: FlatMLP, into: Any = None) -> Any:
+    """A flat copy of the parameters (into ``into`` when given); JAX arrays are immutable: no copy."""
+    be = net._be
+    if not be.mutable:
+        return net.params
+    return be.ops.copy(net.params) if into is None else be.ops.copy(net.params, into)
+
+
+def restore(net: FlatMLP, saved: Any) -> None:
+    """Put a :func:`snapshot` back."""
+    be = net._be
+    if be.mutable:
+        be.ops.copy(saved, net.params)
+    else:
+        net.params = saved
+
+
+def squared_weight_norm(net: FlatMLP) -> float:
+    """``||w||^2`` over all weights (biases excluded): scikit-learn's L2 penalty without its factor."""
+    with precision(net._be, net.dtype):
+        w = net.w
+        return float(net.xp.vecdot(w, w))
+
+
+@dataclass
+class EpochMonitor:
+    """The per-epoch callback: scikit-learn's loss curve, validation scores, stopping and schedule.
+
+    Attributes
+    ----------
+    est : FlatMLPBase
+        Its attributes (``n_iter_``, ``t_``, ``loss_curve_``, ...) are updated after every epoch.
+    rate : EpochRate
+    n_train : int
+        Training samples per epoch.
+    loss_factor : float
+        From the core's loss (as trained) to scikit-learn's reported loss.
+    l2_factor : float
+        scikit-learn adds ``l2_factor * ||w||^2`` to the epoch's loss (0.5 alpha / batch size, averaged
+        over the epoch's batches); ``||w||^2`` is taken at the epoch's start (exact for full batches).
+    weight_norm : float
+        ``||w||^2`` at the start of the coming epoch (set before training when ``l2_factor`` is not 0).
+    interpolation : float
+        ``(B - 1) / (2 B)`` for ``B`` batches an epoch: where the batches' mean ``||w||^2`` lies
+        between the epoch's start and end.
+    val_score : callable or None
+        ``val_score(net, history) -> float`` with early stopping, else None (the training loss is
+        monitored).
+    stopped : bool
+        Whether the stopping rule ended training.
+    """
+
+    est: FlatMLPBase
+    rate: EpochRate
+    n_train: int
+    loss_factor: float
+    l2_factor: float
+    val_score: Any = None
+    weight_norm: float = 0.0
+    interpolation: float = 0.0
+    stopped: bool = False
+
+    def __call__(self, net: FlatMLP, history: History) -> bool:
+        loss = history.loss[-1] * self.loss_factor
+        if self.l2_factor:
+            # scikit-learn takes ||w||^2 before each of the epoch's B batches: interpolated between
+            # the epoch's start and end (exact for one batch, where it is the start's).
+            end = squared_weight_norm(net)
+            loss += self.l2_factor * (self.weight_norm + (end - self.weight_norm) * self.interpolation)
+            self.weight_norm = end
+        self.end_epoch(net, loss, None if self.val_score is None else self.val_score(net, history))
+        return self.stopped
+
+    def end_epoch(self, net: FlatMLP, loss: float, score: float | None) -> None:
+        """Record one epoch's loss (and validation score) and apply the stopping rules."""
+        est = self.est
+        est.n_iter_ += 1
+        est.t_ += self.n_train
+        est.loss_ = loss
+        est.loss_curve_.append(loss)
+        verbose = bool(est.verbose)
+        if verbose:
+            print(f"Iteration {est.n_iter_}, loss = {loss:.8f}")
+        tol = float(est.tol)
+        if score is not None:
+            assert est.validation_scores_ is not None and est.best_validation_score_ is not None
+            est.validation_scores_.append(score)
+            if verbose:
+                print(f"Validation score: {score:f}")
+            improved = not score < est.best_validation_score_ + tol  # a NaN score resets the count
+            if score > est.best_validation_score_:
+                est.best_validation_score_ = score
+                est._best_params = snapshot(net, getattr(est, "_best_params", None))
+            what = "Validation score"
+        else:
+            assert est.best_loss_ is not None
+            improved = not loss > est.best_loss_ - tol
+            est.best_loss_ = min(est.best_loss_, loss)
+            what = "Training loss"
+        est._no_improvement_count = 0 if improved else est._no_improvement_count + 1
+        self.rate.iteration_ends(est.t_)
+        if est._no_improvement_count > est.n_iter_no_change:
+            message = f"{what} did not improve more than tol={tol:f} for {est.n_iter_no_change} consecutive epochs."
+            if self.rate.trigger_stopping(message, verbose):
+                self.stopped = True
+            else:
+                est._no_improvement_count = 0
+
+    def diverged(self, net: FlatMLP) -> None:
+        """An epoch produced non-finite values: scikit-learn records NaN and keeps the best weights."""
+        self.end_epoch(net, math.nan, math.nan)
+        self.stopped = True
+
+
+def subset_accuracy(net: FlatMLP, X: Any, Y: Any, sample_weight: Any) -> float:
+    """scikit-learn's multilabel ``score``: the (weighted) share of rows with EVERY label right.
+
+    ``Y`` is the backend's indicator matrix, ``sample_weight`` None or a NumPy vector; NaN when the
+    outputs are not finite (as scikit-learn's ``_score``).
+    """
+    xp = net.xp
+    z = net.predict(X)
+    if not bool(xp.all(xp.isfinite(z))):
+        return math.nan
+    hits = xp.astype(xp.all((z > 0) == (Y > 0.5), axis=1), xp.float64)
+    if sample_weight is None:
+        return float(xp.mean(hits))
+    w = net._be.asarray(sample_weight, dtype=xp.float64)
+    return float(xp.sum(hits * w) / xp.sum(w))

@@ -1,0 +1,163 @@
+"""``FlatMLPRegressor``: scikit-learn's ``MLPRegressor`` on one flat parameter buffer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.base import RegressorMixin
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.validation import column_or_1d
+
+from flatnet_xp._compat import to_numpy
+from flatnet_xp.sklearn._base import FlatMLPBase, Targets
+from flatnet_xp.sklearn._namespace import like_input
+from flatnet_xp.sklearn._params import check_choice, stochastic
+
+__all__ = ["FlatMLPRegressor"]
+
+_REGRESSION_LOSSES = ("squared_error", "poisson")
+
+
+class FlatMLPRegressor(RegressorMixin, FlatMLPBase):
+    """Multilayer perceptron regressor on one flat parameter buffer: ``MLPRegressor``'s interface.
+
+    A linear output layer trained with scikit-learn's squared error, or (``loss="poisson"``) a
+    log-rate output trained with its half Poisson deviance, predicting ``exp(output)``. ``y`` of
+    shape ``(n,)`` or ``(n, n_outputs)``.
+
+    Parameters
+    ----------
+    loss : {"squared_error", "poisson"}, default "squared_error"
+    hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate, learning_rate_init, \
+power_t, max_iter, shuffle, random_state, tol, verbose, warm_start, momentum, nesterovs_momentum, \
+early_stopping, validation_fraction, beta_1, beta_2, epsilon, n_iter_no_change, max_fun, backend, dtype
+        As for :class:`FlatMLPClassifier` (early stopping monitors the validation R^2, unstratified).
+
+    Attributes
+    ----------
+    net_, coefs_, intercepts_, loss_, loss_curve_, best_loss_, validation_scores_, \
+best_validation_score_, n_iter_, t_, n_features_in_, feature_names_in_, n_layers_, n_outputs_
+        As for :class:`FlatMLPClassifier` (validation scores are R^2).
+    out_activation_ : {"identity", "exp"}
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from flatnet_xp.sklearn import FlatMLPRegressor
+    >>> X = np.linspace(-1, 1, 50)[:, None]
+    >>> reg = FlatMLPRegressor((16,), solver="lbfgs", random_state=0).fit(X, X[:, 0] ** 2)
+    >>> reg.score(X, X[:, 0] ** 2) > 0.9
+    True
+    """
+
+    def __init__(
+        self,
+        loss: str = "squared_error",
+        hidden_layer_sizes: Any = (100,),
+        activation: str = "relu",
+        *,
+        solver: str = "adam",
+        alpha: float = 0.0001,
+        batch_size: int | str = "auto",
+        learning_rate: str = "constant",
+        learning_rate_init: float = 0.001,
+        power_t: float = 0.5,
+        max_iter: int = 200,
+        shuffle: bool = True,
+        random_state: Any = None,
+        tol: float = 1e-4,
+        verbose: bool | int = False,
+        warm_start: bool = False,
+        momentum: float = 0.9,
+        nesterovs_momentum: bool = True,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-8,
+        n_iter_no_change: int | float = 10,
+        max_fun: int = 15000,
+        backend: Any = "auto",
+        dtype: Any = None,
+    ) -> None:
+        super().__init__(
+            hidden_layer_sizes,
+            activation,
+            solver=solver,
+            alpha=alpha,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            learning_rate_init=learning_rate_init,
+            power_t=power_t,
+            max_iter=max_iter,
+            shuffle=shuffle,
+            random_state=random_state,
+            tol=tol,
+            verbose=verbose,
+            warm_start=warm_start,
+            momentum=momentum,
+            nesterovs_momentum=nesterovs_momentum,
+            early_stopping=early_stopping,
+            validation_fraction=validation_fraction,
+            beta_1=beta_1,
+            beta_2=beta_2,
+            epsilon=epsilon,
+            n_iter_no_change=n_iter_no_change,
+            max_fun=max_fun,
+            backend=backend,
+            dtype=dtype,
+        )
+        self.loss = loss
+
+    def _check_params(self) -> tuple[int, ...]:
+        check_choice(self, "loss", _REGRESSION_LOSSES)
+        return super()._check_params()
+
+    def _targets(self, y: Any, *, first: bool, incremental: bool) -> Targets:
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        T = np.asarray(to_numpy(y), dtype=np.float64)
+        n_outputs = 1 if T.ndim == 1 else int(T.shape[1])
+        if self.loss == "poisson":
+            if np.any(T < 0):
+                raise ValueError(f"y: loss='poisson' needs non-negative targets, found {T.min()!r}")
+            return Targets(T, "poisson", "exp", n_outputs)
+        return Targets(T, "squared_error", "identity", n_outputs)
+
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> FlatMLPRegressor:
+        """Train on ``(X, y)``.
+
+        Parameters
+        ----------
+        X : array or scipy.sparse matrix, shape (n_samples, n_features)
+        y : array, shape (n_samples,) or (n_samples, n_outputs)
+        sample_weight : array, shape (n_samples,), optional
+
+        Returns
+        -------
+        self
+        """
+        self._fit(X, y, sample_weight, incremental=False)
+        return self
+
+    @available_if(stochastic)
+    def partial_fit(self, X: Any, y: Any, sample_weight: Any = None) -> FlatMLPRegressor:
+        """One epoch over ``(X, y)``, continuing from the current weights (not with ``solver="lbfgs"``).
+
+        ``partial_fit`` called ``k`` times trains exactly as ``fit`` with ``max_iter=k`` on the same data.
+        """
+        self._fit(X, y, sample_weight, incremental=True)
+        return self
+
+    def predict(self, X: Any) -> Any:
+        """Predictions, shape ``(n_samples,)`` for one output, else ``(n_samples, n_outputs)``."""
+        X, out = self._output(X, "predict")
+        if out.shape[1] == 1:
+            out = out[:, 0]
+        return like_input(out, X)
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
