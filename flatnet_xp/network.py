@@ -676,7 +676,7 @@ class FlatMLP:
         optimizer: Optimizer | LBFGS | None = None,
         loss: str | Loss = "mse",
         sample_weight: Any = None,
-        shuffle: bool = True,
+        shuffle: bool | Callable[[int, int], Any] = True,
         seed: int | None = None,
         validation_data: tuple[Any, ...] | None = None,
         patience: int | None = None,

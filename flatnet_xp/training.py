@@ -15,7 +15,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -144,7 +144,7 @@ class _Run:
     batch_size: int
     optimizer: Optimizer | LBFGS
     loss: Loss
-    shuffle: bool
+    shuffle: bool | Callable[[int, int], Any]
     seed: int | None
     patience: int | None
     min_delta: float
@@ -181,8 +181,10 @@ def _check_arguments(**kw: Any) -> _Run:
     optimizer = Adam(lr=1e-3) if kw["optimizer"] is None else kw["optimizer"]
     if not isinstance(optimizer, Optimizer | LBFGS):
         raise TypeError(f"optimizer: expected a flatnet_xp optimizer (e.g. fx.SGD(lr=0.1)), got {describe(optimizer)}")
-    if not isinstance(kw["shuffle"], bool):
-        raise TypeError(f"shuffle: expected a bool, got {describe(kw['shuffle'])}")
+    if not isinstance(kw["shuffle"], bool) and not callable(kw["shuffle"]):
+        raise TypeError(f"shuffle: expected a bool or a function order(epoch, n), got {describe(kw['shuffle'])}")
+    if callable(kw["shuffle"]) and (kw["checkpoint"] is not None or kw["resume"] is not None or kw["comm"] is not None):
+        raise ValueError("shuffle: orders from a function cannot be checkpointed or shared out; pass True and a seed")
     seed = kw["seed"]
     if seed is not None:
         seed = check_int("seed", seed, 0)
@@ -235,7 +237,7 @@ def fit(
     optimizer: Optimizer | LBFGS | None = None,
     loss: str | Loss = "mse",
     sample_weight: Any = None,
-    shuffle: bool = True,
+    shuffle: bool | Callable[[int, int], Any] = True,
     seed: int | None = None,
     validation_data: tuple[Any, ...] | None = None,
     patience: int | None = None,
@@ -270,8 +272,10 @@ def fit(
     loss : {"mse", "cross_entropy", "bce", "poisson"} or Loss
     sample_weight : array, shape (n,), optional
         Non-negative weights: each batch's loss is the weighted average of its samples' losses.
-    shuffle : bool, default True
-        Visit the samples in a new random order each epoch, drawn from ``seed``.
+    shuffle : bool or callable, default True
+        Visit the samples in a new random order each epoch, drawn from ``seed``; or a function
+        ``order(epoch, n)`` returning the epoch's order (a permutation of ``range(n)``, an int
+        array), called once per epoch (not with ``checkpoint``, ``resume`` or ``comm``).
     seed : int, optional
         Seed of the shuffling generator (``numpy.random.SeedSequence``).
     validation_data : (X_val, Y_val) or (X_val, Y_val, sample_weight_val), optional
@@ -528,7 +532,7 @@ def _train(
             bar = _Progress(run.show and rank == 0, run.epochs, first_epoch, runner.n_batches)
             for epoch in range(first_epoch, run.epochs):
                 t0 = time.perf_counter()
-                order = _epoch_order(entropy, rank, epoch, data.n) if run.shuffle else None
+                order = _order(run.shuffle, entropy, rank, epoch, data.n)
                 losses = runner.run(epoch, order, bar)
                 history.batch_loss.extend(losses.tolist())
                 history.loss.append(float(losses @ runner.batch_sizes) / data.n)
@@ -704,6 +708,22 @@ class EagerEpochs:
 def fresh_entropy() -> int:
     """128 bits of OS entropy as an int (the shuffle seed when none is given)."""
     return int(np.random.SeedSequence().entropy)  # type: ignore[arg-type]
+
+
+def _order(shuffle: Any, entropy: int, rank: int, epoch: int, n: int) -> np.ndarray | None:
+    """The sample order of ``epoch``: None (data order), drawn from the entropy, or the caller's."""
+    if not callable(shuffle):
+        return _epoch_order(entropy, rank, epoch, n) if shuffle else None
+    order = np.asarray(shuffle(epoch, n))
+    if order.shape != (n,) or order.dtype.kind not in "iu":
+        raise ValueError(f"shuffle: order({epoch}, {n}) returned {describe(order)}; expected {n} integer indices")
+    order = order.astype(np.int64)  # a copy: the caller may reuse (and change) its array
+    seen = np.zeros(n, dtype=bool)
+    inside = (order >= 0) & (order < n)
+    seen[order[inside]] = True
+    if not (inside.all() and seen.all()):
+        raise ValueError(f"shuffle: order({epoch}, {n}) is not a permutation of range({n})")
+    return order
 
 
 def _epoch_order(entropy: int, rank: int, epoch: int, n: int) -> np.ndarray:

@@ -27,15 +27,6 @@ PRIVATE = {
     "test_n_iter_no_change": "reads the private _no_improvement_count",
 }
 
-#: Tests that need scikit-learn's shuffling stream, which the core ``fit`` cannot take yet (see
-#: the module docstring of :mod:`flatnet_xp.sklearn`): the float32 and float64 fits are compared to
-#: rtol 5e-4 on predictions near 0, which both libraries meet or miss by the luck of the sample
-#: orders (scikit-learn itself misses it with random_state=5; we miss it by 6.8e-4 with its
-#: random_state=1). With scikit-learn's orders our fits equal its own (float64: to 2e-16).
-NEEDS_SHUFFLE_HOOK = {
-    "test_mlp_regressor_dtypes_casting": "compares float32 and float64 fits along one sample-order stream",
-}
-
 #: scikit-learn's ``global_random_seed`` fixture (its conftest parametrizes it; 42 is its default).
 CONFTEST = """
 import pytest
@@ -83,7 +74,7 @@ def test_scikit_learns_mlp_tests_pass_against_our_estimators(tmp_path: Path) -> 
     )
     assert junit.exists(), proc.stdout[-4000:] + proc.stderr[-4000:]
     results = _results(junit)
-    excused = PRIVATE.keys() | NEEDS_SHUFFLE_HOOK.keys()
+    excused = PRIVATE.keys()
     unexpected = {
         name: outcome
         for name, outcome in results.items()

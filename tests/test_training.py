@@ -56,6 +56,46 @@ def test_shuffling_is_deterministic_from_the_seed_and_changes_the_order():
     assert not np.array_equal(run(3), run(None, shuffle=False))
 
 
+def test_shuffle_function_gives_each_epochs_order(xp):
+    X, Y = regression(30)
+    orders = [np.random.default_rng(e).permutation(30) for e in range(3)]
+    calls = []
+
+    def order(epoch, n):
+        calls.append((epoch, n))
+        return orders[epoch]
+
+    kw = dict(batch_size=7, optimizer=fx.SGD(lr=0.05), progress=False)
+    net = fx.FlatMLP([4, 5, 2], ["tanh", "identity"], backend=xp, dtype="float64", seed=0)
+    net.fit(X, Y, epochs=3, shuffle=order, **kw)
+    ref = fx.FlatMLP([4, 5, 2], ["tanh", "identity"], backend=xp, dtype="float64", seed=0)
+    for o in orders:  # the same epochs, on data already in each epoch's order
+        ref.fit(X[o], Y[o], epochs=1, shuffle=False, **kw)
+    assert calls == [(0, 30), (1, 30), (2, 30)]
+    assert_close(net.params, to_numpy(ref.params), rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "bad", [np.arange(29), np.arange(30) + 1, np.zeros(30, dtype=int), np.arange(30.0), np.arange(60).reshape(30, 2)]
+)
+def test_shuffle_function_must_return_a_permutation(bad):
+    X, Y = regression(30)
+    net = fx.FlatMLP([4, 2], seed=0)
+    before = net.params.copy()
+    with pytest.raises(ValueError, match="shuffle: order"):
+        net.fit(X, Y, epochs=1, shuffle=lambda epoch, n: bad, progress=False)
+    np.testing.assert_array_equal(net.params, before)
+
+
+@pytest.mark.parametrize("where", ["checkpoint", "resume"])
+def test_shuffle_function_cannot_be_checkpointed(where, tmp_path):
+    X, Y = regression(30)
+    with pytest.raises(ValueError, match="shuffle"):
+        fx.FlatMLP([4, 2], seed=0).fit(
+            X, Y, epochs=1, shuffle=lambda e, n: np.arange(n), progress=False, **{where: tmp_path / "run.ckpt"}
+        )
+
+
 def test_validation_loss_and_accuracy_for_classification(xp):
     X, y = classification()
     net = fx.FlatMLP([2, 16, 3], ["relu", "identity"], backend=xp, dtype="float64", seed=0)

@@ -10,12 +10,11 @@ in it. Import this module only when scikit-learn is installed (``pip install 'fl
 
 Everything that decides the weights is scikit-learn's: initial weights for a ``random_state``,
 losses (with their clipping), per-batch L2, SGD velocity and Adam updates, learning-rate schedules,
-stopping rules, early-stopping split. Without shuffling both train the same weights to rounding.
-The remaining differences:
+stopping rules, early-stopping split, and each epoch's sample order (scikit-learn's
+``shuffle(sample_idx, random_state=...)`` stream, handed to the core ``fit`` as ``shuffle=order``;
+``partial_fit`` continues it, so ``k`` calls train as ``fit(max_iter=k)``). Both train the same
+weights to rounding. The remaining differences:
 
-* Sample order: with ``shuffle=True`` each epoch's order is drawn from a seed taken from
-  ``random_state``, not from scikit-learn's stream (the core ``fit`` cannot take orders from
-  outside yet), so that ``partial_fit`` called ``k`` times trains exactly as ``fit(max_iter=k)``.
 * ``sample_weight`` with mini-batches: a batch's L2 term is divided by ``batch size * mean weight``
   where scikit-learn divides by the batch's own weight sum (the same without weights).
 * ``loss_curve_``'s L2 term uses weight norms at epoch ends, interpolated across the epoch's

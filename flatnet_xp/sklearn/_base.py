@@ -36,6 +36,7 @@ from flatnet_xp.sklearn._losses import scikit_learn_loss
 from flatnet_xp.sklearn._monitor import (
     EpochMonitor,
     EpochRate,
+    SampleOrders,
     restore,
     snapshot,
     squared_weight_norm,
@@ -79,7 +80,7 @@ class _Plan:
 
     first: bool
     net: FlatMLP
-    seed: int
+    orders: SampleOrders
     X: Any
     T: np.ndarray
     sample_weight: np.ndarray | None
@@ -248,9 +249,9 @@ class FlatMLPBase(BaseEstimator):
                 )
             val = (_gather(X, test), T[test], None if sw is None else sw[test])
             X, T, sw = _gather(X, train), T[train], None if sw is None else sw[train]
-        # The shuffle seed of this network's every epoch, drawn after the initial weights and the split
-        # (both as scikit-learn draws them from random_state).
-        seed = int(rs.randint(np.iinfo(np.int32).max)) if first else self._shuffle_seed
+        # scikit-learn's sample orders, drawn after the initial weights and the split; partial_fit
+        # continues one stream, so that k calls visit the samples as fit(max_iter=k) does.
+        orders = self._orders if incremental and not first else SampleOrders(rs)
         n = int(X.shape[0])
         if self.batch_size == "auto":
             batch = min(200, n)
@@ -260,7 +261,7 @@ class FlatMLPBase(BaseEstimator):
                     "Got `batch_size` less than 1 or larger than sample size. It is going to be clipped", stacklevel=4
                 )
             batch = min(int(self.batch_size), n)
-        return _Plan(first, net, seed, X, T, sw, val, batch, targets)
+        return _Plan(first, net, orders, X, T, sw, val, batch, targets)
 
     def _new_net(self, X: Any, sizes: tuple[int, ...], rs: np.random.RandomState) -> FlatMLP:
         """scikit-learn's initial weights (the same for the same ``random_state``) on the chosen backend."""
@@ -287,8 +288,6 @@ class FlatMLPBase(BaseEstimator):
         self.n_outputs_ = plan.targets.n_outputs
         self.n_layers_ = len(plan.net.layout.sizes)
         self.out_activation_ = plan.targets.out_activation
-        self._epochs_done = 0
-        self._shuffle_seed = plan.seed
 
     def _monitor_state(self) -> None:
         """The stopping rules' state, created where a fit (or a warm start with other settings) lacks it."""
@@ -348,21 +347,19 @@ class FlatMLPBase(BaseEstimator):
                 validation_data = (Xv, Tv_backend, swv)
                 monitor.val_score = lambda net, history: history.val_score[-1]
         T = net._be.asarray(plan.T, dtype=net.dtype if plan.T.dtype.kind == "f" else None)
-        start = self._epochs_done
+        self._orders = plan.orders
         self.n_iter_ = 0
         try:
-            net.fit(plan.X, T, epochs=start + (1 if incremental else int(self.max_iter)), initial_epoch=start,
-                    batch_size=plan.batch_size, optimizer=self._optimizer, loss=loss,
-                    sample_weight=plan.sample_weight, shuffle=bool(self.shuffle), seed=self._shuffle_seed,
-                    validation_data=validation_data, callbacks=[monitor], progress=False)  # fmt: skip
+            net.fit(plan.X, T, epochs=1 if incremental else int(self.max_iter), batch_size=plan.batch_size,
+                    optimizer=self._optimizer, loss=loss, sample_weight=plan.sample_weight,
+                    shuffle=plan.orders if self.shuffle else False, validation_data=validation_data,
+                    callbacks=[monitor], progress=False)  # fmt: skip
         except DivergenceError as exc:
             if not self.early_stopping:
                 raise ValueError(NONFINITE_MESSAGE) from exc
             monitor.diverged(net)
         except KeyboardInterrupt:
             warnings.warn("Training interrupted by user.", stacklevel=4)
-        finally:
-            self._epochs_done = start + self.n_iter_
         if self.early_stopping:
             restore(net, self._best_params)
         if not incremental and not monitor.stopped and self.n_iter_ == self.max_iter:

@@ -12,6 +12,8 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from flatnet_xp._compat import precision
 
 if TYPE_CHECKING:
@@ -19,7 +21,7 @@ if TYPE_CHECKING:
     from flatnet_xp.network import FlatMLP
     from flatnet_xp.sklearn._base import FlatMLPBase
 
-__all__ = ["SCHEDULES", "EpochMonitor", "EpochRate", "restore", "snapshot", "squared_weight_norm"]
+__all__ = ["SCHEDULES", "EpochMonitor", "EpochRate", "SampleOrders", "restore", "snapshot", "squared_weight_norm"]
 
 #: ``learning_rate`` values (scikit-learn's ``SGDOptimizer`` ``lr_schedule``).
 SCHEDULES = ("constant", "invscaling", "adaptive")
@@ -73,6 +75,27 @@ class EpochRate:
 
     def __repr__(self) -> str:  # stable (no current value): the compiled JAX epoch keys on it
         return f"EpochRate({self.learning_rate_init!r}, {self.schedule!r}, power_t={self.power_t!r})"
+
+
+class SampleOrders:
+    """scikit-learn's sample order of each epoch: ``sample_idx = shuffle(sample_idx, random_state)``.
+
+    Called by the core ``fit`` as ``order(epoch, n)`` once per epoch; the orders continue one
+    stream across calls, so ``partial_fit`` called ``k`` times visits the samples as ``fit`` with
+    ``max_iter=k`` does (a new ``n`` starts from the data order).
+    """
+
+    def __init__(self, random_state: np.random.RandomState) -> None:
+        self.random_state = random_state
+        self.order: np.ndarray | None = None
+
+    def __call__(self, epoch: int, n: int) -> np.ndarray:
+        if self.order is None or self.order.shape[0] != n:
+            self.order = np.arange(n)
+        permutation = np.arange(n)
+        self.random_state.shuffle(permutation)  # sklearn.utils.shuffle of the indices
+        self.order = self.order[permutation]
+        return self.order
 
 
 def snapshot(net: FlatMLP, into: Any = None) -> Any:
