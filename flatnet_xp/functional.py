@@ -27,7 +27,7 @@ from flatnet_xp.activations import ACTIVATIONS, Activation
 from flatnet_xp.layout import Layout
 from flatnet_xp.losses import Loss
 
-__all__ = ["Spec", "Views", "Workspace", "backward", "flat_gradient", "forward", "layer_views", "loss_and_grad"]
+__all__ = ["Spec", "Views", "Workspace", "backward", "flat_gradient", "forward", "join", "layer_views", "loss_and_grad"]
 
 
 @dataclass(frozen=True)
@@ -150,8 +150,15 @@ def backward(spec: Spec, views: Views, x: Any, ws: Workspace, grads: Views | Non
 
 
 def flat_gradient(spec: Spec, parts: list[Any]) -> Any:
-    """The flat ``[dw, db]`` vector of :func:`backward`'s parts (JAX: one concatenation)."""
-    xp = spec.xp
+    """The flat ``[dw, db]`` vector of :func:`backward`'s parts (a new array)."""
+    return join(spec, parts)
+
+
+def join(spec: Spec, parts: list[Any]) -> Any:
+    """One flat vector of ``parts`` (each flattened), through the backend's fastest way."""
+    xp, ops = spec.xp, spec.ops
+    if ops.join is not None:
+        return ops.join(parts)
     return xp.concat([xp.reshape(p, (-1,)) for p in parts])
 
 

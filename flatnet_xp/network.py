@@ -69,6 +69,10 @@ def _check_seed(seed: Any) -> np.random.Generator | np.random.RandomState:
     return np.random.default_rng(seed)
 
 
+#: Training buffers below this size are not checked against the machine's available memory.
+_SMALL_FIT_BYTES = 64 << 20
+
+
 def _available_memory() -> int | None:
     """Bytes this machine can still give (MemAvailable + SwapFree on Linux), None where unknown."""
     try:
@@ -231,15 +235,15 @@ class FlatMLP:
         ``copy_itemsize`` bytes per element, the network's dtype by default), the gradient buffer
         when not yet allocated, and the activations and deltas of one batch of ``batch_size`` rows.
         """
-        have = None if self._be.is_gpu else _available_memory()
-        if have is None:
-            return
         itemsize = np.dtype(self.dtype_name).itemsize
         n = self.layout.n_params
         grads = 0 if self._grad_parent is not None else n + GRAD_EXTRA_SLOTS
         state = copies * n * (copy_itemsize or itemsize) + grads * itemsize
         activations = 2 * batch_size * sum(self.layout.sizes) * itemsize
-        if state + activations > have:
+        if state + activations < _SMALL_FIT_BYTES or self._be.is_gpu:
+            return  # reading /proc/meminfo costs ~40 us: more than a whole small compiled epoch's overhead
+        have = _available_memory()
+        if have is not None and state + activations > have:
             raise ValueError(
                 f"layer_sizes/batch_size: training {list(self.layout.sizes)} with batch_size={batch_size} "
                 f"needs about {state + activations:,} bytes ({state:,} for optimizer state, snapshots and "

@@ -3,7 +3,8 @@
 File layout (safetensors): an 8-byte little-endian header length, a JSON header, the raw tensors.
 Our header's ``__metadata__["flatnet_xp"]`` holds a JSON document with the format version, the
 kind (``model`` or ``checkpoint``), layer sizes, activations, dtype, the loss the model was trained
-with, the preprocessing stored with it, the SHA-256 of the tensor bytes and, for checkpoints, the
+with, the preprocessing stored with it, the SHA-256 of the canonical metadata and the tensor bytes
+and, for checkpoints, the
 epoch, the optimizer, the shuffle state, early-stopping state, history, whether the run finished,
 and the run's signature (what defines it, so that a resume of a different run is refused).
 

@@ -24,7 +24,6 @@ OURS = "from flatnet_xp.sklearn import FlatMLPClassifier as MLPClassifier, FlatM
 PRIVATE = {
     "test_fit": "plants private optimizer state (_coef_velocity, ...) and assigns coefs_",
     "test_gradient": "calls the private MLP._loss_grad_lbfgs on scikit-learn's packed parameter vector",
-    "test_n_iter_no_change": "reads the private _no_improvement_count",
 }
 
 #: scikit-learn's ``global_random_seed`` fixture (its conftest parametrizes it; 42 is its default).
