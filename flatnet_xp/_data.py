@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -53,17 +54,27 @@ def _is_native(backend: Backend, arr: Any, dtype: Any) -> bool:
 
 def _gatherer(arr: Any) -> Callable[[Any], Any]:
     """``take(idx)``: rows ``idx`` (a slice or an int64 NumPy index array) of a backend array or a
-    sparse matrix, chosen once per array (NumPy and scipy.sparse index directly)."""
+    sparse matrix, chosen once per array (NumPy and scipy.sparse index directly). The namespace and
+    device of other arrays are looked up at the first index array (a compiled epoch never needs them)."""
     if isinstance(arr, np.ndarray) or is_sparse(arr):
         return arr.__getitem__
-    xp, dev = array_namespace(arr), array_api_compat.device(arr)
+    where: list[Any] = []
 
     def take(idx: Any) -> Any:
         if isinstance(idx, slice):
             return arr[idx, ...]
+        if not where:
+            where.extend((array_namespace(arr), array_api_compat.device(arr)))
+        xp, dev = where
         return xp.take(arr, xp.asarray(idx, device=dev), axis=0)
 
     return take
+
+
+@functools.lru_cache(maxsize=64)
+def _numpy_dtype(dtype: Any) -> np.dtype[Any]:
+    """The NumPy dtype of a network's (validated, hashable) dtype object, looked up once."""
+    return np.dtype(check_dtype(dtype))
 
 
 def _gather(arr: Any, idx: Any) -> Any:
@@ -135,7 +146,7 @@ class Dataset:
                     )
                 what = "class labels (1-D) or " if loss.targets == "classes" else ""
                 raise ValueError(f"{name_y}: expected {what}targets of shape (n, {n_outputs}), got {describe(Y)}")
-        np_dtype = np.dtype(check_dtype(dtype))
+        np_dtype = _numpy_dtype(dtype)
         key = (np_dtype.name, loss.targets, n_outputs, self.labels)
         if check_values and not _IMMUTABLE_CHECKED.seen(key, X, Y):
             check_finite(name_x, X, np_dtype)

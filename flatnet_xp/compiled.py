@@ -22,6 +22,7 @@ JAX configuration is never changed.
 from __future__ import annotations
 
 import functools
+import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -305,7 +306,8 @@ class CompiledEpochs:
             )
             host = np.asarray(losses_and_flag, dtype=np.float64)
         host_losses, finite = host[:-1], host[-1] == 1.0
-        if not (finite and np.all(np.isfinite(host_losses))):
+        # A finite sum means finite losses; only a sum that overflowed needs the element-wise test.
+        if not (finite and (math.isfinite(host_losses.sum()) or np.all(np.isfinite(host_losses)))):
             bad = np.flatnonzero(~np.isfinite(host_losses))
             where = f", step {bad[0] + 1}" if bad.size else " (in an update)"
             raise DivergenceError(
