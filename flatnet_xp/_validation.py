@@ -214,10 +214,12 @@ def check_finite(name: str, arr: Any, dtype: np.dtype[Any] | None = None) -> Non
             if not bool(xp.all(xp.isfinite(chunk))):
                 raise ValueError(f"{name}: expected finite values, found NaN or inf")
             if narrow is not None and not bool(xp.all(xp.isfinite(cast))):
+                assert dtype is not None  # narrow is set from it
                 big = float(xp.max(xp.abs(chunk)))
                 raise ValueError(
                     f"{name}: holds {big:.4g}, beyond the largest {dtype} value ({float(np.finfo(dtype).max):.4g}): "
-                    f"it would overflow the network's {dtype}; rescale the data or use dtype='float64'"
+                    f"it would overflow the network's {dtype}; rescale the data"
+                    + (" or use dtype='float64'" if dtype.itemsize < 8 else "")
                 )
 
 

@@ -228,7 +228,9 @@ class FlatMLP:
                 f"{have:,} bytes available"
             )
 
-    def _check_training_memory(self, copies: int, batch_size: int, copy_itemsize: int | None = None) -> None:
+    def _check_training_memory(
+        self, copies: int, batch_size: int, copy_itemsize: int | None = None, rows_name: str | None = "batch_size"
+    ) -> None:
         """Refuse, before any work, a fit whose buffers cannot fit in this machine's memory.
 
         ``copies`` flat parameter-sized arrays (optimizer state, snapshots, the best weights; of
@@ -244,11 +246,13 @@ class FlatMLP:
             return  # reading /proc/meminfo costs ~40 us: more than a whole small compiled epoch's overhead
         have = _available_memory()
         if have is not None and state + activations > have:
+            rows = f" with {rows_name}={batch_size}" if rows_name else f" ({batch_size} rows at a time)"
+            smaller = f"a smaller {rows_name} or network" if rows_name else "a smaller network"
             raise ValueError(
-                f"layer_sizes/batch_size: training {list(self.layout.sizes)} with batch_size={batch_size} "
+                f"layer_sizes{'/' + rows_name if rows_name else ''}: training {list(self.layout.sizes)}{rows} "
                 f"needs about {state + activations:,} bytes ({state:,} for optimizer state, snapshots and "
-                f"gradients, {activations:,} for one batch's activations); this machine has {have:,} bytes "
-                f"available: use a smaller batch_size or network"
+                f"gradients, {activations:,} for the activations); this machine has {have:,} bytes "
+                f"available: use {smaller}"
             )
 
     def _allocate(self, fill: Callable[[Callable[..., None], Callable[..., None]], None]) -> None:
@@ -548,10 +552,11 @@ class FlatMLP:
         """Mean loss over ``(X, Y)`` (weighted mean with ``sample_weight``).
 
         ``loss`` defaults to the loss the network was last trained with (also after :meth:`load`),
-        else mse.
+        else mse. ``X`` and ``Y`` are checked as ``fit`` checks them (NaN, inf, values beyond the
+        dtype, targets outside the loss's range raise ``ValueError``).
         """
         loss_fn = get_loss(loss or self.loss_ or "mse")
-        data = self._dataset(X, Y, loss_fn, sample_weight=sample_weight, check_values=False)
+        data = self._dataset(X, Y, loss_fn, sample_weight=sample_weight)
         return evaluate_dataset(self, data, loss_fn, check_int("batch_size", batch_size, 1)).loss
 
     @_scoped
@@ -561,10 +566,10 @@ class FlatMLP:
         than two samples, as in scikit-learn.
 
         ``loss`` defaults to the loss the network was last trained with (also after :meth:`load`),
-        else mse.
+        else mse. Inputs are checked as in :meth:`evaluate`.
         """
         loss_fn = get_loss(loss or self.loss_ or "mse")
-        data = self._dataset(X, y, loss_fn, sample_weight=sample_weight, check_values=False)
+        data = self._dataset(X, y, loss_fn, sample_weight=sample_weight)
         scores = evaluate_dataset(self, data, loss_fn, PREDICT_BATCH, r2=not loss_fn.classification)
         return scores.score(loss_fn)
 

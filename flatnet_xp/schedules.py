@@ -15,6 +15,7 @@ after every epoch of ``fit`` and may stop training by returning True.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 from collections.abc import Callable
@@ -276,6 +277,14 @@ def describe_schedule(schedule: Any) -> str:
     schedules (their configuration), else the callable's qualified name (a function's memory address
     would differ between the process that wrote a checkpoint and the one resuming it)."""
     if type(schedule).__module__ == __name__:
+        if dataclasses.is_dataclass(schedule):  # Warmup(base=...): the base described the same way
+            parts = [
+                f"{f.name}={describe_schedule(v) if callable(v) else repr(v)}"
+                for f in dataclasses.fields(schedule)
+                if f.repr
+                for v in [getattr(schedule, f.name)]
+            ]
+            return f"{type(schedule).__name__}({', '.join(parts)})"
         return repr(schedule)
     target = schedule if hasattr(schedule, "__qualname__") else type(schedule)
     return f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', type(schedule).__name__)}"

@@ -162,6 +162,7 @@ def _collective_config(run: _Run, val: Dataset | None) -> dict[str, Any]:
         "batch_size": run.batch_size,
         "loss": (run.loss.name, run.loss.scale),
         "optimizer": {"name": opt.name, **opt.hyperparameters()},
+        "learning rates at steps 1, 2, 11, 101, 1001": _sampled_rates(opt),
         "shuffle": run.shuffle,
         "validation_data": val is not None,
         "early_stopping": None if run.patience is None else (run.patience, run.min_delta),
@@ -170,6 +171,21 @@ def _collective_config(run: _Run, val: Dataset | None) -> dict[str, Any]:
         "resume": run.resume is not None,
         "initial_epoch": run.initial_epoch,
     }
+
+
+def _sampled_rates(opt: Optimizer | LBFGS) -> tuple[Any, ...]:
+    """A few values of the learning rate: schedules given as functions are described by their
+    name only, so two ranks with different functions of the same name are told apart by these."""
+    lr = getattr(opt, "lr", None)
+    if lr is None:
+        return ()
+    values: list[Any] = []
+    for t in (0, 1, 10, 100, 1000):
+        try:
+            values.append(float(lr(t)))
+        except Exception as exc:  # the run itself will report it; here it is only compared
+            values.append(f"{type(exc).__name__}")
+    return tuple(values)
 
 
 def _check_arguments(**kw: Any) -> _Run:
@@ -321,9 +337,11 @@ def fit(
         The loss, gradient or update became non-finite; the parameters and optimizer state were
         restored (see :class:`~flatnet_xp.DivergenceError`).
     """
-    if comm is not None and not net._be.mutable:
-        raise ValueError("comm: data-parallel training is not supported on the JAX backend (use numpy, torch or cupy)")
     try:
+        if comm is not None and not net._be.mutable:
+            raise ValueError(
+                "comm: data-parallel training is not supported on the JAX backend (use numpy, torch or cupy)"
+            )
         run = _check_arguments(
             epochs=epochs,
             batch_size=batch_size,
@@ -344,7 +362,7 @@ def fit(
         data = net._dataset(X, Y, run.loss, sample_weight=sample_weight)
         val = _validation_dataset(net, validation_data, run.loss)
         _check_memory(net, run, data.n)
-    except (ValueError, TypeError) as exc:
+    except Exception as exc:
         from flatnet_xp.distributed import agree, is_communicator
 
         if comm is not None and is_communicator(comm):  # every rank learns of it, instead of waiting for it
@@ -433,10 +451,11 @@ def _check_memory(net: FlatMLP, run: _Run, n: int) -> None:
     if isinstance(opt, LBFGS):  # float64 parameters, gradient, correction pairs and scipy's work arrays
         from flatnet_xp.solvers import CHUNK_ROWS
 
-        net._check_training_memory(2 * opt.memory + 6, min(n, CHUNK_ROWS), copy_itemsize=8)
+        net._check_training_memory(2 * opt.memory + 6, min(n, CHUNK_ROWS), copy_itemsize=8, rows_name=None)
         return
     state = len(opt.buffer_names)
-    copies = state + (1 + state)  # the optimizer's buffers and the epoch's snapshot of them and the params
+    new_state = 0 if opt._net_id == id(net) and len(opt.state) == state else state  # already allocated
+    copies = new_state + (1 + state)  # the optimizer's buffers and the epoch's snapshot of them and the params
     if run.patience is not None:
         copies += 1 + (run.checkpoint is not None)  # the best weights (and the live ones, to checkpoint)
     net._check_training_memory(copies, min(run.batch_size, n))
@@ -452,7 +471,20 @@ def _fit_epochs(net: FlatMLP, data: Dataset, val: Dataset | None, run: _Run, com
         dist = DataParallel(comm, net, data.n, run.seed)
     needs_signature = run.checkpoint is not None or run.resume is not None
     signature = _run_signature(net, run, data, val, dist) if needs_signature else {}
-    ckpt = _read_resume(run, signature) if run.resume is not None else None
+    ckpt = None
+    if run.resume is not None:
+        try:
+            ckpt = _read_resume(run, signature)
+        except Exception as exc:
+            if dist is not None:  # a rank that cannot read or match its checkpoint stops every rank
+                from flatnet_xp.distributed import agree
+
+                agree(dist.comm, exc, None)
+            raise
+        if dist is not None:
+            from flatnet_xp.distributed import agree
+
+            agree(dist.comm, None, {})
     rank = 0 if dist is None else dist.rank
     entropy = run.seed if run.seed is not None else (dist.shuffle_seed if dist is not None else 0)
     if run.seed is None and dist is None and (run.shuffle or run.checkpoint is not None):

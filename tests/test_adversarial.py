@@ -321,6 +321,17 @@ if case == "batch_size": kw["batch_size"] = 8 * (1 + r)
 if case == "validation" and r == 1: kw["validation_data"] = (X, Y)
 if case == "checkpoint" and r == 0: kw["checkpoint"] = out + "/run.ckpt"
 if case == "optimizer": kw["optimizer"] = fx.SGD(0.1 * (1 + r))
+if case == "lr_function": kw["optimizer"] = fx.SGD(lambda t: 0.1 * (1 + r))
+if case == "warmup_function": kw["optimizer"] = fx.SGD(fx.Warmup(lambda t: 0.1, 2))
+if case == "jax" and r == 1: net = fx.FlatMLP([3, 4, 2], backend="jax", dtype="float64", seed=0)
+if case == "array" and r == 1:
+    class Broken:
+        shape = (64, 3)
+        def __array__(self, dtype=None, copy=None): raise RuntimeError("cannot read this array")
+    X = Broken()
+if case == "resume":
+    net.fit(X, Y, **kw, checkpoint=out + "/r.ckpt"); comm.Barrier()
+    kw.update(epochs=5, checkpoint=out + "/r.ckpt", resume=out + ("/r.ckpt" if r == 0 else "/missing.ckpt"))
 try:
     net.fit(X, Y, **kw)
     res = {"ok": True, "params": np.concatenate(net.get_params()).tolist()}
@@ -347,6 +358,20 @@ def _mpi(case: str, tmp_path: Path) -> list[dict]:
 def test_mpi_mismatched_arguments_raise_on_every_rank_instead_of_hanging(case, tmp_path):
     ranks = _mpi(case, tmp_path)
     assert not any(r["ok"] for r in ranks) and all(case.split("_")[0] in r["error"] for r in ranks), ranks
+
+
+@needs_mpi
+@pytest.mark.parametrize("case", ["jax", "array", "resume", "lr_function"])
+def test_mpi_a_failure_on_one_rank_raises_on_every_rank_instead_of_hanging(case, tmp_path):
+    ranks = _mpi(case, tmp_path)
+    assert not any(r["ok"] for r in ranks), ranks
+
+
+@needs_mpi
+def test_mpi_the_same_warmup_over_a_function_on_every_rank_trains(tmp_path):
+    ranks = _mpi("warmup_function", tmp_path)
+    assert all(r["ok"] for r in ranks), ranks
+    np.testing.assert_array_equal(ranks[0]["params"], ranks[1]["params"])
 
 
 @needs_mpi

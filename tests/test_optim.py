@@ -224,3 +224,13 @@ def test_data_parallel_training_on_jax_is_a_clear_error():
     net, X, Y = _problem("jax")
     with pytest.raises(ValueError, match="comm: data-parallel training is not supported on the JAX backend"):
         net.fit(X, Y, comm=object(), progress=False)
+
+
+def test_warmup_over_a_function_is_described_without_a_memory_address():
+    from flatnet_xp.schedules import describe_schedule
+
+    def rate(t):
+        return 0.05
+
+    text = describe_schedule(fx.Warmup(rate, 2))
+    assert "0x" not in text and text.endswith("rate, warmup_steps=2)")

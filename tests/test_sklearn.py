@@ -277,9 +277,25 @@ def test_training_equals_scikit_learns(case):
                                theirs.predict_proba(X) if kind == "clf" else theirs.predict(X), atol=1e-12)  # fmt: skip
 
 
-def test_partial_fit_trains_exactly_as_fit_epoch_for_epoch():
+@pytest.mark.parametrize("kind", ["clf", "reg"])
+def test_partial_fit_trains_as_scikit_learns_partial_fit(kind):
+    from sklearn.neural_network import MLPClassifier, MLPRegressor
+
     X, y = IRIS
-    params = dict(hidden_layer_sizes=(8,), batch_size=16, tol=0.0, n_iter_no_change=100, random_state=3)
+    params = dict(hidden_layer_sizes=(5,), solver="sgd", batch_size=16, random_state=0, learning_rate_init=0.05)
+    ours, theirs = (FlatMLPClassifier, MLPClassifier) if kind == "clf" else (FlatMLPRegressor, MLPRegressor)
+    ours, theirs = ours(**params), theirs(**params)
+    extra = {"classes": [0, 1, 2]} if kind == "clf" else {}
+    for _ in range(4):  # each call shuffles afresh from random_state, in scikit-learn as here
+        ours.partial_fit(X, y, **extra)
+        theirs.partial_fit(X, y, **extra)
+    for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_, strict=True):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
+
+
+def test_partial_fit_without_shuffling_trains_exactly_as_fit_epoch_for_epoch():
+    X, y = IRIS
+    params = dict(hidden_layer_sizes=(8,), batch_size=16, tol=0.0, n_iter_no_change=100, random_state=3, shuffle=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         fitted = FlatMLPClassifier(max_iter=6, **params).fit(X, y)

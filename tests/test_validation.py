@@ -343,3 +343,27 @@ def test_predict_refuses_inputs_it_cannot_represent(bad):
 def test_r2_score_of_a_single_sample_is_nan_as_in_scikit_learn():
     net = fx.FlatMLP([3, 2], seed=0)
     assert np.isnan(net.score(np.ones((1, 3)), np.ones((1, 2))))
+
+
+@pytest.mark.parametrize("method", ["evaluate", "score"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_evaluate_and_score_refuse_inputs_that_would_give_a_wrong_answer(method, bad):
+    net = fx.FlatMLP([2, 3, 2], dtype="float64", seed=0)
+    X = np.ones((3, 2))
+    X[1, 0] = bad
+    with pytest.raises(ValueError, match="X: "):
+        getattr(net, method)(X, np.array([0, 1, 1]), loss="cross_entropy")
+
+
+def test_second_fit_does_not_count_optimizer_state_it_already_has(monkeypatch):
+    from flatnet_xp import network
+
+    net = fx.FlatMLP([2, 2_000_000, 2], ["relu", "identity"], seed=0)
+    X, Y = np.ones((4, 2)), np.ones((4, 2))
+    opt = fx.Adam(lr=1e-3)
+    net.fit(X, Y, epochs=1, optimizer=opt, progress=False)  # allocates Adam's two buffers
+    param_bytes = net.layout.n_params * 4
+    monkeypatch.setattr(network, "_available_memory", lambda: int(5.5 * param_bytes))  # 3 copies + activations fit
+    net.fit(X, Y, epochs=1, optimizer=opt, progress=False)  # needs the snapshot only: 3 copies
+    with pytest.raises(ValueError, match="bytes"):
+        net.fit(X, Y, epochs=1, optimizer=fx.Adam(lr=1e-3), progress=False)  # a new Adam: 5 copies

@@ -6,6 +6,7 @@ import argparse
 import importlib.util
 import math
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
@@ -23,6 +24,7 @@ __all__ = [
     "int_at_least",
     "number_in",
     "refuse_same_file",
+    "strict_int",
 ]
 
 
@@ -95,12 +97,26 @@ def quiet_closed_stdout(stream: Any) -> Any:
 
 
 # ------------------------------------------------------------------------------------ argument types
+def strict_int(text: str) -> int:
+    """An integer written with ASCII digits only (``int`` also takes ``1_0`` and ``١٢``).
+
+    Raises
+    ------
+    ValueError
+        Anything else.
+    """
+    stripped = text.strip()
+    if not re.fullmatch(r"[+-]?[0-9]+", stripped):
+        raise ValueError(f"not an integer: {text!r}")
+    return int(stripped)
+
+
 def int_at_least(minimum: int) -> Callable[[str], int]:
     """An argparse type: an integer ``>= minimum``."""
 
     def parse(text: str) -> int:
         try:
-            value = int(text)
+            value = strict_int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}") from None
         if value < minimum:

@@ -21,6 +21,7 @@ from flatnet_xp.cli._common import (
     int_at_least,
     number_in,
     refuse_same_file,
+    strict_int,
 )
 from flatnet_xp.losses import LOSSES
 from flatnet_xp.optim import OPTIMIZERS
@@ -35,7 +36,7 @@ def _widths(text: str, *, minimum_count: int) -> list[int]:
     if any(not part.strip() for part in parts):
         raise argparse.ArgumentTypeError(f"expected comma-separated integers like 64,32, got an empty one in {text!r}")
     try:
-        sizes = [int(s) for s in parts]
+        sizes = [strict_int(s) for s in parts]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers like 64,32, got {text!r}") from None
     if len(sizes) < minimum_count or any(s < 1 for s in sizes):
@@ -285,8 +286,9 @@ def run(args: argparse.Namespace) -> int:
         optimizer = OPTIMIZERS[args.optimizer](lr=args.lr)
     except (ValueError, TypeError) as exc:
         raise CliError(str(exc)) from None
+    hidden = f"{args.activation} hidden, " if len(sizes) > 2 else "no hidden layer, "
     print(
-        f"network: {sizes} ({args.activation} hidden, {args.output_activation} output), {args.optimizer} "
+        f"network: {sizes} ({hidden}{args.output_activation} output), {args.optimizer} "
         f"lr {args.lr:g}, {args.epochs} epochs, batch {args.batch_size}, {args.backend} {args.dtype}"
     )
     bars = _use_bars(args)

@@ -12,7 +12,8 @@ Everything that decides the weights is scikit-learn's: initial weights for a ``r
 losses (with their clipping), per-batch L2, SGD velocity and Adam updates, learning-rate schedules,
 stopping rules, early-stopping split, and each epoch's sample order (scikit-learn's
 ``shuffle(sample_idx, random_state=...)`` stream, handed to the core ``fit`` as ``shuffle=order``;
-``partial_fit`` continues it, so ``k`` calls train as ``fit(max_iter=k)``). Both train the same
+each ``partial_fit`` call drawing its order afresh from ``random_state``, as scikit-learn's does).
+Both train the same
 weights to rounding. The remaining differences:
 
 * ``sample_weight`` with mini-batches: a batch's L2 term is divided by ``batch size * mean weight``

@@ -249,9 +249,9 @@ class FlatMLPBase(BaseEstimator):
                 )
             val = (_gather(X, test), T[test], None if sw is None else sw[test])
             X, T, sw = _gather(X, train), T[train], None if sw is None else sw[train]
-        # scikit-learn's sample orders, drawn after the initial weights and the split; partial_fit
-        # continues one stream, so that k calls visit the samples as fit(max_iter=k) does.
-        orders = self._orders if incremental and not first else SampleOrders(rs)
+        # scikit-learn's sample orders, drawn after the initial weights and the split; like
+        # scikit-learn, each partial_fit draws its order afresh from check_random_state(random_state).
+        orders = SampleOrders(rs)
         n = int(X.shape[0])
         if self.batch_size == "auto":
             batch = min(200, n)

@@ -160,7 +160,8 @@ class FlatMLPClassifier(ClassifierMixin, FlatMLPBase):
     def partial_fit(self, X: Any, y: Any, sample_weight: Any = None, classes: Any = None) -> FlatMLPClassifier:
         """One epoch over ``(X, y)``; the first call needs ``classes`` (every label that will occur).
 
-        ``partial_fit`` called ``k`` times trains exactly as ``fit`` with ``max_iter=k`` on the same data.
+        Each call shuffles the samples afresh from ``random_state``, as scikit-learn's ``partial_fit`` does;
+        without shuffling, ``k`` calls train exactly as ``fit`` with ``max_iter=k``.
         Not available with ``solver="lbfgs"``.
         """
         self._fit(X, y, sample_weight, incremental=True, classes=classes)

@@ -80,9 +80,10 @@ class EpochRate:
 class SampleOrders:
     """scikit-learn's sample order of each epoch: ``sample_idx = shuffle(sample_idx, random_state)``.
 
-    Called by the core ``fit`` as ``order(epoch, n)`` once per epoch; the orders continue one
-    stream across calls, so ``partial_fit`` called ``k`` times visits the samples as ``fit`` with
-    ``max_iter=k`` does (a new ``n`` starts from the data order).
+    Called by the core ``fit`` as ``order(epoch, n)`` once per epoch: each epoch shuffles the
+    previous epoch's order, as scikit-learn's loop shuffles ``sample_idx`` in place. One object per
+    ``fit`` or ``partial_fit`` call, from ``check_random_state(random_state)`` (scikit-learn's
+    ``partial_fit`` starts from the data order each call, too).
     """
 
     def __init__(self, random_state: np.random.RandomState) -> None:

@@ -145,7 +145,8 @@ best_validation_score_, n_iter_, t_, n_features_in_, feature_names_in_, n_layers
     def partial_fit(self, X: Any, y: Any, sample_weight: Any = None) -> FlatMLPRegressor:
         """One epoch over ``(X, y)``, continuing from the current weights (not with ``solver="lbfgs"``).
 
-        ``partial_fit`` called ``k`` times trains exactly as ``fit`` with ``max_iter=k`` on the same data.
+        Each call shuffles the samples afresh from ``random_state``, as scikit-learn's ``partial_fit`` does;
+        without shuffling, ``k`` calls train exactly as ``fit`` with ``max_iter=k``.
         """
         self._fit(X, y, sample_weight, incremental=True)
         return self
