@@ -1,6 +1,7 @@
-"""Confirmed failures found by adversarial testing: one strict xfail per bug, to be flipped when fixed.
+"""Inputs that once broke flatnet_xp, found by adversarial testing: one test per bug, kept as
+regression tests now that each is fixed.
 
-Each test states the guarantee it checks (README / DESIGN section 8) and fails today.
+Each test states the guarantee it checks (README "Guarantees", docs/guarantees.md).
 """
 
 from __future__ import annotations
@@ -180,7 +181,7 @@ def test_huge_sample_weights_train_like_uniform_weights():
     ref.fit(X, Y, **kw)
     net = fx.FlatMLP([3, 4, 2], dtype="float64", seed=0)
     hist = net.fit(X, Y, sample_weight=np.full(64, 1e308), **kw)
-    assert hist.loss[0] > 0  # today: 0.0, and the weights never move
+    assert hist.loss[0] > 0  # was 0.0: the weights never moved
     np.testing.assert_allclose(_params(net), _params(ref), rtol=1e-12)
 
 
@@ -208,7 +209,7 @@ def test_jax_float64_cosine_schedule_matches_numpy():
         net = fx.FlatMLP([3, 6, 2], ["tanh", "identity"], backend=backend, dtype="float64", seed=0)
         net.fit(X, Y, epochs=5, batch_size=5, seed=1, optimizer=fx.Adam(fx.Cosine(0.01, 20, 1e-4)), progress=False)
         out.append(_params(net))
-    np.testing.assert_allclose(out[1], out[0], rtol=0, atol=1e-10)  # today: 2.7e-9
+    np.testing.assert_allclose(out[1], out[0], rtol=0, atol=1e-10)  # was 2.7e-9
 
 
 @needs_jax
@@ -232,7 +233,7 @@ def test_jax_new_network_same_configuration_reuses_the_compiled_epoch():
     fit_new()
     before = len(compiled._EPOCHS)
     fit_new()
-    assert len(compiled._EPOCHS) == before  # today: one more program (and ~0.5 s of compilation) per network
+    assert len(compiled._EPOCHS) == before  # was one more program (and ~0.5 s of compilation) per network
 
 
 @needs_jax
@@ -297,7 +298,7 @@ def test_cli_large_integer_labels_stay_distinct(tmp_path):
     data = _csv(tmp_path / "d.csv", labels)
     proc = _run_cli("train", "--data", str(data), "--epochs", "2", "--out", str(tmp_path / "m.st"), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert "3 classes" in proc.stdout, proc.stdout  # today: "2 classes '5', '9007199254740992'"
+    assert "3 classes" in proc.stdout, proc.stdout  # was "2 classes '5', '9007199254740992'"
 
 
 def test_cli_layers_with_an_empty_width_is_refused(tmp_path):
