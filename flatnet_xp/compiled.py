@@ -308,15 +308,7 @@ class CompiledEpochs:
         host_losses, finite = host[:-1], host[-1] == 1.0
         # A finite sum means finite losses; only a sum that overflowed needs the element-wise test.
         if not (finite and (math.isfinite(host_losses.sum()) or np.all(np.isfinite(host_losses)))):
-            bad = np.flatnonzero(~np.isfinite(host_losses))
-            where = f", step {bad[0] + 1}" if bad.size else " (in an update)"
-            raise DivergenceError(
-                f"non-finite loss, gradient or update at epoch {epoch + 1}{where}; the parameters and "
-                "optimizer state are those at the start of this epoch (one compiled program): lower the learning "
-                "rate or set clip_norm",
-                epoch + 1,
-                int(bad[0]) + 1 if bad.size else None,
-            )
+            raise DivergenceError.epoch_restored(epoch, host_losses)
         net.params, opt.state, opt.t = params, state, t0 + self.n_batches
         if bar.enabled:
             bar.batches(self.n_batches, float(host_losses[-1]))

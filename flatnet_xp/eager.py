@@ -125,15 +125,7 @@ class EagerEpochs:
             host_losses[:] = np.asarray(to_numpy(self.dev_losses), dtype=np.float64)
             if not (np.all(np.isfinite(host_losses)) and self.optimizer.all_finite(self.net)):
                 self._restore_snapshot()
-                bad = np.flatnonzero(~np.isfinite(host_losses))
-                where = f", step {bad[0] + 1}" if bad.size else " (in an update)"
-                raise DivergenceError(
-                    f"non-finite loss, gradient or update at epoch {epoch + 1}{where}; the parameters and "
-                    "optimizer state were restored to those at the start of this epoch: lower the learning rate "
-                    "or set clip_norm",
-                    epoch + 1,
-                    int(bad[0]) + 1 if bad.size else None,
-                )
+                raise DivergenceError.epoch_restored(epoch, host_losses)
         elif not self.optimizer.all_finite(self.net):
             self._diverged(epoch, order)
         return host_losses

@@ -6,6 +6,8 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Protocol
 
+import numpy as np
+
 __all__ = ["Callback", "DivergenceError", "History"]
 
 
@@ -30,6 +32,19 @@ class DivergenceError(FloatingPointError, ValueError):
     def __init__(self, message: str, epoch: int, step: int | None) -> None:
         super().__init__(message)
         self.epoch, self.step = epoch, step
+
+    @classmethod
+    def epoch_restored(cls, epoch: int, losses: Any) -> DivergenceError:
+        """The error of an epoch checked as a whole (GPU, compiled JAX): the parameters and state
+        are those of its start; ``losses`` (host array) locates the first non-finite step, if any."""
+        bad = np.flatnonzero(~np.isfinite(losses))
+        where = f", step {bad[0] + 1}" if bad.size else " (in an update)"
+        return cls(
+            f"non-finite loss, gradient or update at epoch {epoch + 1}{where}; the parameters and optimizer "
+            "state are those at the start of this epoch: lower the learning rate or set clip_norm",
+            epoch + 1,
+            int(bad[0]) + 1 if bad.size else None,
+        )
 
 
 _INF = {"inf": math.inf, "-inf": -math.inf}

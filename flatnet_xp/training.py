@@ -24,6 +24,7 @@ import numpy as np
 from flatnet_xp._atomic import check_output_path
 from flatnet_xp._compat import precision
 from flatnet_xp._validation import check_int, check_real, describe
+from flatnet_xp.distributed import DataParallel, agree, check_communicator, is_communicator
 from flatnet_xp.history import Callback, DivergenceError, History
 from flatnet_xp.losses import Loss, get_loss
 from flatnet_xp.metrics import evaluate_dataset
@@ -154,18 +155,26 @@ class _Run:
     initial_epoch: int
 
 
-def _collective_config(run: _Run, val: Dataset | None) -> dict[str, Any]:
-    """What every rank of a data-parallel fit must agree on (compared by ``distributed.agree``)."""
+def _training_settings(run: _Run) -> dict[str, Any]:
+    """How the steps are made (JSON-serialisable): part of a run's signature and of what the ranks
+    of a data-parallel fit compare."""
     opt = run.optimizer
     return {
-        "epochs": run.epochs,
-        "batch_size": run.batch_size,
-        "loss": (run.loss.name, run.loss.scale),
+        "loss": {"name": run.loss.name, "scale": run.loss.scale},
         "optimizer": {"name": opt.name, **opt.hyperparameters()},
-        "learning rates at steps 1, 2, 11, 101, 1001": _sampled_rates(opt),
+        "batch_size": run.batch_size,
+        "early_stopping": None if run.patience is None else {"patience": run.patience, "min_delta": run.min_delta},
         "shuffle": run.shuffle,
+    }
+
+
+def _collective_config(run: _Run, val: Dataset | None) -> dict[str, Any]:
+    """What every rank of a data-parallel fit must agree on (compared by ``distributed.agree``)."""
+    return {
+        **_training_settings(run),
+        "epochs": run.epochs,
+        "learning rates at steps 1, 2, 11, 101, 1001": _sampled_rates(run.optimizer),
         "validation_data": val is not None,
-        "early_stopping": None if run.patience is None else (run.patience, run.min_delta),
         "checkpoint": run.checkpoint is not None,
         "checkpoint_every": run.checkpoint_every,
         "resume": run.resume is not None,
@@ -211,8 +220,6 @@ def _check_arguments(**kw: Any) -> _Run:
     if resume is not None and not isinstance(resume, str | os.PathLike):
         raise TypeError(f"resume: expected a file path (str or os.PathLike), got {describe(resume)}")
     if kw["comm"] is not None:
-        from flatnet_xp.distributed import check_communicator
-
         check_communicator(kw["comm"])
     initial_epoch = check_int("initial_epoch", kw["initial_epoch"], 0)
     if initial_epoch > epochs:
@@ -363,14 +370,10 @@ def fit(
         val = _validation_dataset(net, validation_data, run.loss)
         _check_memory(net, run, data.n)
     except Exception as exc:
-        from flatnet_xp.distributed import agree, is_communicator
-
         if comm is not None and is_communicator(comm):  # every rank learns of it, instead of waiting for it
             agree(comm, exc, None)
         raise
     if comm is not None:
-        from flatnet_xp.distributed import agree
-
         agree(comm, None, _collective_config(run, val))
     if not net._fit_lock.acquire(blocking=False):
         raise RuntimeError(
@@ -408,7 +411,6 @@ def _run_signature(net: FlatMLP, run: _Run, data: Dataset, val: Dataset | None, 
     every rank's shard, in rank order."""
     from flatnet_xp.persistence import fingerprint
 
-    opt = run.optimizer
     shards = fingerprint(data), fingerprint(val)
     if dist is not None:
         everyone = dist.comm.allgather(shards)
@@ -417,11 +419,7 @@ def _run_signature(net: FlatMLP, run: _Run, data: Dataset, val: Dataset | None, 
         "layer_sizes": list(net.layout.sizes),
         "activations": list(net.activations),
         "dtype": net.dtype_name,
-        "loss": {"name": run.loss.name, "scale": run.loss.scale},
-        "optimizer": {"name": opt.name, **opt.hyperparameters()},
-        "batch_size": run.batch_size,
-        "early_stopping": None if run.patience is None else {"patience": run.patience, "min_delta": run.min_delta},
-        "shuffle": run.shuffle,
+        **_training_settings(run),
         "seed": run.seed,
         "data": shards[0],
         "validation": shards[1],
@@ -466,8 +464,6 @@ def _fit_epochs(net: FlatMLP, data: Dataset, val: Dataset | None, run: _Run, com
     assert isinstance(optimizer, Optimizer)
     dist = None
     if comm is not None:
-        from flatnet_xp.distributed import DataParallel
-
         dist = DataParallel(comm, net, data.n, run.seed)
     needs_signature = run.checkpoint is not None or run.resume is not None
     signature = _run_signature(net, run, data, val, dist) if needs_signature else {}
@@ -477,13 +473,9 @@ def _fit_epochs(net: FlatMLP, data: Dataset, val: Dataset | None, run: _Run, com
             ckpt = _read_resume(run, signature)
         except Exception as exc:
             if dist is not None:  # a rank that cannot read or match its checkpoint stops every rank
-                from flatnet_xp.distributed import agree
-
                 agree(dist.comm, exc, None)
             raise
         if dist is not None:
-            from flatnet_xp.distributed import agree
-
             agree(dist.comm, None, {})
     rank = 0 if dist is None else dist.rank
     entropy = run.seed if run.seed is not None else (dist.shuffle_seed if dist is not None else 0)
