@@ -105,7 +105,7 @@ def _data_docstring(app, what, name, obj, options, lines):
     """Docstrings of module constants.
 
     A constant re-exported from another module (``flatnet_xp.BACKENDS`` is defined in
-    ``flatnet_xp._compat``) gets the ``#:`` doc comment of its definition; a constant without one
+    ``flatnet_xp.backends``) gets the ``#:`` doc comment of its definition; a constant without one
     would show its type's docstring (``int``'s, ``str``'s), so it shows only its value instead.
     """
     if what not in ("data", "attribute"):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -10,22 +9,22 @@ from typing import TYPE_CHECKING, Any
 import array_api_compat
 import numpy as np
 
-from flatnet_xp._compat import Backend, array_namespace, to_numpy
 from flatnet_xp._validation import (
     as_data_array,
-    check_dtype,
     check_finite,
     check_labels,
+    check_probability_rows,
     check_range,
     check_sample_weight,
     describe,
     is_sparse,
 )
+from flatnet_xp.backends import Backend, array_namespace, to_numpy
 
 if TYPE_CHECKING:
     from flatnet_xp.losses import Loss
 
-__all__ = ["Dataset", "check_features"]
+__all__ = ["Dataset", "check_features", "normalized_weights", "one_hot"]
 
 
 def check_features(X: Any, n_features: int, name: str = "X") -> Any:
@@ -52,6 +51,21 @@ def _is_native(backend: Backend, arr: Any, dtype: Any) -> bool:
     return bool(array_api_compat.device(arr) == backend.device)
 
 
+def one_hot(xp: Any, labels: Any, classes: Any, dtype: Any) -> Any:
+    """Rows of ``classes == label`` in ``dtype``: integer labels ``(m,)`` to one-hot targets ``(m, k)``.
+
+    ``classes`` is ``arange(k)`` in the index dtype the labels are compared in. The one preparation
+    of class labels: the eager steps call it per batch, the compiled epoch inside its program.
+    """
+    return xp.astype(xp.astype(labels, classes.dtype)[:, None] == classes, dtype)
+
+
+def normalized_weights(xp: Any, w: Any, mean: Any) -> Any:
+    """Sample weights divided by ``mean`` (their mean over the batch or the dataset), zeros when it
+    is 0: the one preparation of sample weights, on the host per batch or inside a compiled epoch."""
+    return xp.where(mean > 0, w / xp.where(mean > 0, mean, 1.0), 0.0)
+
+
 def _gatherer(arr: Any) -> Callable[[Any], Any]:
     """``take(idx)``: rows ``idx`` (a slice or an int64 NumPy index array) of a backend array or a
     sparse matrix, chosen once per array (NumPy and scipy.sparse index directly). The namespace and
@@ -71,12 +85,6 @@ def _gatherer(arr: Any) -> Callable[[Any], Any]:
     return take
 
 
-@functools.lru_cache(maxsize=64)
-def _numpy_dtype(dtype: Any) -> np.dtype[Any]:
-    """The NumPy dtype of a network's (validated, hashable) dtype object, looked up once."""
-    return np.dtype(check_dtype(dtype))
-
-
 def _gather(arr: Any, idx: Any) -> Any:
     """Rows ``idx`` of ``arr`` (see :func:`_gatherer`)."""
     return _gatherer(arr)(idx)
@@ -93,7 +101,8 @@ class Dataset:
     Parameters
     ----------
     backend : Backend
-    dtype : dtype of the network's backend
+    dtype_name : {"float32", "float64"}
+        The network's dtype.
     X : array or scipy.sparse matrix, shape (n, n_features)
     Y : array, shape (n, n_outputs), or (n,) for one output or for class labels
     n_features, n_outputs : int
@@ -111,7 +120,7 @@ class Dataset:
     def __init__(
         self,
         backend: Backend,
-        dtype: Any,
+        dtype_name: str,
         X: Any,
         Y: Any,
         n_features: int,
@@ -146,7 +155,8 @@ class Dataset:
                     )
                 what = "class labels (1-D) or " if loss.targets == "classes" else ""
                 raise ValueError(f"{name_y}: expected {what}targets of shape (n, {n_outputs}), got {describe(Y)}")
-        np_dtype = _numpy_dtype(dtype)
+        np_dtype = np.dtype(dtype_name)
+        dtype = getattr(backend.xp, dtype_name)
         key = (np_dtype.name, loss.targets, n_outputs, self.labels)
         if check_values and not _IMMUTABLE_CHECKED.seen(key, X, Y):
             check_finite(name_x, X, np_dtype)
@@ -156,6 +166,8 @@ class Dataset:
                     check_range(name_y, Y, 0.0, 1.0, f"targets in [0, 1] for loss={loss.name!r}")
                 elif loss.targets == "counts":
                     check_range(name_y, Y, 0.0, None, f"non-negative targets for loss={loss.name!r}")
+                elif loss.targets == "classes":
+                    check_probability_rows(name_y, Y)
             _IMMUTABLE_CHECKED.add(key, X, Y)
         self.sample_weight = None if sample_weight is None else check_sample_weight(name_w, sample_weight, X.shape[0])
         self.backend, self.dtype, self.n_outputs = backend, dtype, n_outputs
@@ -165,19 +177,18 @@ class Dataset:
         self._x_native = not self._sparse and _is_native(backend, X, dtype)
         self._y_native = not self.labels and _is_native(backend, Y, dtype)
         self._take_x, self._take_y = _gatherer(X), _gatherer(Y)
-        # Class indices compared in int32 where that is the widest integer (JAX outside x64).
-        index = backend.xp.int32 if backend.name == "jax" and np_dtype.itemsize < 8 else backend.xp.int64
+        index = backend.index_dtype(dtype_name)
         self._index_dtype = index
         self._classes = backend.xp.arange(n_outputs, dtype=index, device=backend.device) if self.labels else None
         self._ss_tot: np.ndarray | None = None
 
     @classmethod
-    def features_only(cls, backend: Backend, dtype: Any, X: Any) -> Dataset:
+    def features_only(cls, backend: Backend, dtype_name: str, X: Any) -> Dataset:
         """A dataset of already checked features only (for :meth:`batch_x`)."""
         self = cls.__new__(cls)
-        self.backend, self.dtype, self.X = backend, dtype, X
+        self.backend, self.dtype, self.X = backend, getattr(backend.xp, dtype_name), X
         self._sparse = is_sparse(X)
-        self._x_native = not self._sparse and _is_native(backend, X, dtype)
+        self._x_native = not self._sparse and _is_native(backend, X, self.dtype)
         self._take_x = _gatherer(X)
         return self
 
@@ -202,16 +213,13 @@ class Dataset:
         x = self.batch_x(idx)
         y = self._take_y(idx)
         if self.labels:
-            xp = be.xp
-            labels = xp.astype(be.asarray(y), self._index_dtype)
-            y = xp.astype(labels[:, None] == self._classes, self.dtype)
+            y = one_hot(be.xp, be.asarray(y), self._classes, self.dtype)
         elif not self._y_native:
             y = be.asarray(y, dtype=self.dtype)
         sw = None
         if self.sample_weight is not None:
             w = self.sample_weight[idx]
-            mean = float(w.mean()) if normalize == "batch" else self._mean_weight
-            w = w / mean if mean > 0 else np.zeros_like(w)
+            w = normalized_weights(np, w, w.mean() if normalize == "batch" else self._mean_weight)
             sw = be.asarray(w[:, None], dtype=self.dtype)
         return x, y, sw
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from flatnet_xp._compat import array_namespace, to_numpy
+from flatnet_xp.backends import array_namespace, to_numpy
 
 __all__ = [
     "FLOAT_DTYPES",
@@ -19,6 +19,7 @@ __all__ = [
     "check_int",
     "check_labels",
     "check_layer_sizes",
+    "check_probability_rows",
     "check_range",
     "check_real",
     "check_sample_weight",
@@ -274,4 +275,25 @@ def check_labels(name: str, labels: Any, n_classes: int) -> None:
             raise ValueError(
                 f"{name}: expected class labels in [0, {n_classes - 1}] for {n_classes} outputs, "
                 f"found {lo if lo < 0 else hi}"
+            )
+
+
+def check_probability_rows(name: str, Y: Any) -> None:
+    """Raise ValueError unless every row of ``Y`` is a probability vector: entries in ``[0, 1]``
+    that sum to 1 (within ``1e-6`` for float64 data, ``1e-3`` for narrower floats). One-hot rows are.
+
+    Cross-entropy against anything else is not a probability: its loss can be negative and its
+    accuracy meaningless, so such targets are refused before training.
+    """
+    if _dtype_kind(Y) not in "fi":
+        return
+    check_range(name, Y, 0.0, 1.0, "probability rows (one-hot or entries in [0, 1] that sum to 1) for cross_entropy")
+    tol = 1e-6 if _itemsize(Y.dtype) >= 8 else 1e-3
+    for chunk in _chunks(Y):
+        sums = np.asarray(to_numpy(chunk), dtype=np.float64).sum(axis=1)
+        bad = np.flatnonzero(np.abs(sums - 1.0) > tol)
+        if bad.size:
+            raise ValueError(
+                f"{name}: expected probability rows (one-hot or entries in [0, 1] that sum to 1) for cross_entropy, "
+                f"found a row summing to {float(sums[bad[0]]):.6g}; pass integer class labels or normalize the rows"
             )

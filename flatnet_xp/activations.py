@@ -1,7 +1,7 @@
 """Activation functions and their derivatives written from the activation's OUTPUT.
 
 Each activation is a pair of functions over a batch buffer, each RETURNING its result (written in
-place on mutable backends, a new array on JAX: see :mod:`flatnet_xp._shim`):
+place on mutable backends, a new array on JAX: see :mod:`flatnet_xp.backends`):
 
 ``forward(xp, ops, s) -> z``
     ``f(s)`` of the pre-activation ``s`` (shape ``(batch, width)``), overwriting ``s`` where it can;
@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from flatnet_xp._shim import stable_sigmoid
+from flatnet_xp.backends import stable_sigmoid
 
 __all__ = ["ACTIVATIONS", "LEAKY_SLOPE", "Activation", "sigmoid"]
 
@@ -34,7 +34,7 @@ class Activation:
 
 
 def sigmoid(xp: Any, s: Any) -> Any:
-    """Overflow-free logistic function returning a new array (see :func:`flatnet_xp._shim.stable_sigmoid`).
+    """Overflow-free logistic function returning a new array (see :func:`flatnet_xp.backends.stable_sigmoid`).
 
     The activation itself uses the shim's ``ops.sigmoid``: this same formula on array-api-strict,
     a fused stable kernel on NumPy, CuPy, PyTorch and JAX.

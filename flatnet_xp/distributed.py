@@ -2,7 +2,7 @@
 
 Because the whole gradient is one contiguous buffer, a data-parallel step needs exactly one
 collective (PyTorch DDP and Horovod bucket or fuse many tensors first). The gradient buffer has
-five spare slots behind it (see ``FlatMLP.grads``) that ride along in the same message:
+five spare slots behind it (see :attr:`flatnet_xp.params.FlatParams.grad_parent`) that ride along in the same message:
 
 * slot ``P``     the batch loss, averaged for the history;
 * slot ``P+1``   a second value (validation accuracy at the end of an epoch);
@@ -45,10 +45,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from flatnet_xp._compat import to_numpy
+from flatnet_xp._random import fresh_entropy
+from flatnet_xp.backends import to_numpy
 
 if TYPE_CHECKING:
-    from flatnet_xp.network import FlatMLP
+    from flatnet_xp.params import FlatParams
 
 __all__ = ["SYNC_EVERY_GPU", "DataParallel", "RemoteRankError", "agree", "check_communicator", "is_communicator"]
 
@@ -115,38 +116,37 @@ class DataParallel:
     Parameters
     ----------
     comm : mpi4py.MPI.Comm
-    net : FlatMLP
+    params : FlatParams
+        The network's parameter state (its gradient buffer's spare slots carry the control values).
     n_local : int
         Number of samples in this rank's shard.
     seed : int or None
         The shuffle seed; rank 0's choice is broadcast so every rank derives its own stream from it.
     """
 
-    def __init__(self, comm: Any, net: FlatMLP, n_local: int, seed: int | None) -> None:
+    def __init__(self, comm: Any, params: FlatParams, n_local: int, seed: int | None) -> None:
         check_communicator(comm)
-        from flatnet_xp.training import fresh_entropy
-
         self.comm, self.rank, self.size = comm, comm.Get_rank(), comm.Get_size()
-        signature = (n_local, net.layout.sizes, net.activations, net.dtype_name, net.backend)
+        be = params.backend
+        signature = (n_local, params.layout.sizes, params.activations, params.dtype_name, be.name)
         everyone = comm.allgather(signature)
         if any(s[1:] != signature[1:] for s in everyone):
             raise ValueError(f"comm: every rank needs the same network; got {[s[1:] for s in everyone]}")
         lengths = [s[0] for s in everyone]
         if len(set(lengths)) != 1:
             raise ValueError(f"X: every rank needs a shard of the same length; shard lengths by rank: {lengths}")
-        self.P = net.layout.n_params
-        self._be = net._be
-        net.grads  # noqa: B018 - allocates the gradient buffer with its spare slots
-        self._parent = net._grad_parent
+        self.P = params.layout.n_params
+        self._be = be
+        self._parent = params.grad_parent  # the gradient buffer with its spare slots
         self._head = self._parent[: self.P + 1]  # gradient and loss: averaged after the sum
-        self._nccl = _nccl_communicator(comm, net._be)
-        self._mode, self._buf = ("nccl", self._parent) if self._nccl else _transport(net._be, self._parent)
+        self._nccl = _nccl_communicator(comm, be)
+        self._mode, self._buf = ("nccl", self._parent) if self._nccl else _transport(be, self._parent)
         self._finished = False
-        self.sync_every = _sync_every(net._be.is_gpu)
+        self.sync_every = _sync_every(be.is_gpu)
         self._count = 0
         self.shuffle_seed = comm.bcast(seed if seed is not None else fresh_entropy(), root=0)
-        mode, buf = ("nccl", net.params) if self._nccl else _transport(net._be, net.params)
-        self._collective(comm.Bcast, net.params, mode, buf, root=0)
+        mode, buf = ("nccl", params.flat) if self._nccl else _transport(be, params.flat)
+        self._collective(comm.Bcast, params.flat, mode, buf, root=0)
 
     def _collective(self, fn: Any, arr: Any, mode: str, buf: Any, **kwargs: Any) -> None:
         """Run ``fn`` in place on ``arr`` through its transport (zero-copy view, device, or staged)."""
@@ -159,7 +159,7 @@ class DataParallel:
         if mode == "stage":
             buf[...] = to_numpy(arr)
         elif mode == "device":
-            _synchronize(arr)
+            self._be.synchronize()
         fn(*args, **kwargs)
         if mode == "stage":
             arr[...] = self._be.asarray(buf)
@@ -180,7 +180,7 @@ class DataParallel:
                 "another MPI rank raised an exception; stopping this rank too (see that rank's error)"
             )
 
-    def allreduce_step(self, net: FlatMLP, loss: Any) -> Any:
+    def allreduce_step(self, loss: Any) -> Any:
         """Sum gradient and loss over ranks and divide by the rank count; returns the mean loss (0-d)."""
         self._parent[self.P + _LOSS] = loss
         self._allreduce(read=(self._count + 1) % self.sync_every == 0)
@@ -225,19 +225,6 @@ class DataParallel:
         except Exception:  # the communicator itself is broken: nothing left but to abort the job
             self.comm.Abort(1)
         self._finished = True
-
-
-def _synchronize(arr: Any) -> None:
-    """Make sure a device buffer is complete before MPI reads it."""
-    mod = type(arr).__module__
-    if mod.startswith("cupy"):
-        import cupy
-
-        cupy.cuda.get_current_stream().synchronize()
-    elif mod.startswith("torch"):
-        import torch
-
-        torch.cuda.synchronize()
 
 
 def _nccl_communicator(comm: Any, be: Any) -> Any:

@@ -3,8 +3,8 @@
 Everything here is a function of flat arrays that RETURNS its result. On mutable backends (NumPy,
 CuPy, PyTorch, array-api-strict) the returned arrays are the preallocated buffers of a
 :class:`Workspace` and views of the flat parameter and gradient buffers, written in place through
-the shim (:mod:`flatnet_xp._shim`); on JAX they are new arrays, and the same functions are traced
-into one compiled program per epoch (:mod:`flatnet_xp.compiled`).
+the shim (:mod:`flatnet_xp.backends`); on JAX they are new arrays, and the same functions are traced
+into one compiled program per epoch (:mod:`flatnet_xp.engines.compiled`).
 
 The layout (see :class:`flatnet_xp.layout.Layout`): weight layer ``k`` is the row-major
 ``(L_{k+1}, L_k)`` matrix ``w[w_off_k : w_off_{k+1}]`` (element ``(j, i)`` is
@@ -22,8 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from flatnet_xp._shim import NO_OUT, Ops
 from flatnet_xp.activations import ACTIVATIONS, Activation
+from flatnet_xp.backends import NO_OUT, Ops
 from flatnet_xp.layout import Layout
 from flatnet_xp.losses import Loss
 
@@ -85,7 +85,7 @@ def layer_views(spec: Spec, flat: Any) -> Views:
 class Workspace:
     """Activation and delta buffers of one batch size (mutable backends: allocated once, reused).
 
-    On immutable backends (JAX) the lists hold :data:`~flatnet_xp._shim.NO_OUT` and are filled with
+    On immutable backends (JAX) the lists hold :data:`~flatnet_xp.backends.NO_OUT` and are filled with
     the new arrays each step computes (inside a traced program, where that costs nothing).
     """
 

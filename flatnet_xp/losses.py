@@ -8,7 +8,7 @@ scikit-learn's ``np.average(..., weights=...)``):
 ``loss.value(xp, z, y, sw) -> loss``
     a 0-d array (kept on the device: no host synchronisation);
 ``loss.value_and_grad(xp, ops, z, y, out, sw) -> (loss, dL/dz)``
-    the same and its gradient, written into ``out`` where the backend can (see :mod:`flatnet_xp._shim`).
+    the same and its gradient, written into ``out`` where the backend can (see :mod:`flatnet_xp.backends`).
 
 Cross-entropy, binary cross-entropy and Poisson take the raw last-layer outputs (logits, log-rates)
 and are computed stably (max-shifted log-sum-exp, ``log1p(exp(-|z|))``); their gradients are the

@@ -8,14 +8,23 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from flatnet_xp._compat import precision, to_numpy
+from flatnet_xp.backends import to_numpy
 
 if TYPE_CHECKING:
     from flatnet_xp._data import Dataset
     from flatnet_xp.losses import Loss
-    from flatnet_xp.network import FlatMLP
+    from flatnet_xp.params import FlatParams
 
-__all__ = ["Scores", "accuracy_counts", "evaluate_dataset"]
+__all__ = ["Scores", "accuracy_counts", "evaluate_dataset", "raise_overflow"]
+
+
+def raise_overflow(dtype_name: str, name: str) -> None:
+    """The error for finite inputs whose outputs are not finite (the forward pass overflowed)."""
+    hint = " or use dtype='float64'" if dtype_name == "float32" else ""
+    raise ValueError(
+        f"{name}: the network's outputs overflow {dtype_name} for these inputs (NaN or inf would be "
+        f"answered); rescale {name}{hint}"
+    )
 
 
 @dataclass(frozen=True)
@@ -53,22 +62,28 @@ def _prediction(xp: Any, z: Any, loss: Loss) -> Any:
     return xp.exp(z) if loss.targets == "counts" else z
 
 
-def evaluate_dataset(net: FlatMLP, data: Dataset, loss: Loss, step: int, r2: bool = False) -> Scores:
+def evaluate_dataset(
+    params: FlatParams, data: Dataset, loss: Loss, step: int, r2: bool = False, check: bool = False
+) -> Scores:
     """Mean loss, accuracy and (``r2=True``) R^2 over ``data``, batch by batch, one sync at the end.
 
     With sample weights all three are weighted over the whole dataset (as scikit-learn's metrics).
-    R^2 is averaged uniformly over outputs (scikit-learn's default).
+    R^2 is averaged uniformly over outputs (scikit-learn's default). With ``check``, outputs that
+    are not finite (finite inputs whose forward pass overflows the dtype) raise ValueError instead
+    of giving a meaningless score.
     """
-    xp = net.xp
-    # Sums in float64, except on JAX in 32-bit mode (a float32 network outside the x64 scope).
-    acc = net.dtype if net.backend == "jax" and net.dtype_name == "float32" else xp.float64
+    xp, be = params.xp, params.backend
+    acc = be.accumulation_dtype(params.dtype_name)
     total = correct = res = 0.0
+    bad: Any = False
     classify = loss.classification
-    with precision(net._be, net.dtype):
+    with be.precision(params.dtype_name):
         for start in range(0, data.n, step):
             stop = min(start + step, data.n)
             x, y, sw = data.batch(slice(start, stop), normalize="global")
-            z = net._forward(x, net._workspace(stop - start))
+            z = params.forward(x)
+            if check:
+                bad = bad | ~xp.all(xp.isfinite(z))
             total = total + loss.value(xp, z, y, sw) * (stop - start)
             if classify:
                 correct = correct + accuracy_counts(xp, z, y, loss, sw, acc)
@@ -76,6 +91,8 @@ def evaluate_dataset(net: FlatMLP, data: Dataset, loss: Loss, step: int, r2: boo
                 diff = xp.astype(_prediction(xp, z, loss) - y, acc)
                 sq = diff * diff if sw is None else diff * diff * xp.astype(sw, acc)
                 res = res + xp.sum(sq, axis=0)
+    if check and bool(bad):
+        raise_overflow(params.dtype_name, "X")
     per_row = data.n_outputs if loss.targets == "binary" or data.n_outputs == 1 else 1
     acc = float(correct) / (data.n * per_row) if classify else math.nan
     value = math.nan

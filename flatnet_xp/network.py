@@ -1,8 +1,11 @@
 """``FlatMLP``: a multilayer perceptron whose parameters live in ONE flat buffer on any Array API backend.
 
-The class holds state (the buffers, their views, the backend) and delegates: the math is in
-:mod:`flatnet_xp.functional`, training in :mod:`flatnet_xp.training` (and :mod:`flatnet_xp.compiled`
-on JAX), files in :mod:`flatnet_xp.persistence`, PyTorch exchange in :mod:`flatnet_xp.interop`.
+The class is the front door: it checks arguments, builds its parameter state
+(:class:`flatnet_xp.params.FlatParams`, which owns the buffers, views, workspaces and optimizer
+state) and hands every job to the layer that does it: the math to :mod:`flatnet_xp.functional`
+through the parameter state, training to :mod:`flatnet_xp.training`, files to
+:mod:`flatnet_xp.persistence`, PyTorch exchange to :mod:`flatnet_xp.interop`. Nothing below it
+imports it.
 """
 
 from __future__ import annotations
@@ -13,34 +16,33 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
-import array_api_compat
 import numpy as np
 
-from flatnet_xp import functional as F
-from flatnet_xp._compat import get_backend, precision, to_numpy
+from flatnet_xp import persistence
 from flatnet_xp._data import Dataset, check_features
-from flatnet_xp._validation import as_data_array, check_dtype, check_finite, check_int, describe
+from flatnet_xp._memory import check_params_memory
+from flatnet_xp._validation import check_dtype, check_finite, check_int, describe
 from flatnet_xp.activations import ACTIVATIONS, sigmoid
+from flatnet_xp.backends import get_backend
+from flatnet_xp.history import Callback, History
 from flatnet_xp.init import INITS, initialize
+from flatnet_xp.interop import read_torch, to_torch
 from flatnet_xp.layout import Layout
 from flatnet_xp.losses import Loss, get_loss, softmax
-from flatnet_xp.metrics import evaluate_dataset
-
-if TYPE_CHECKING:
-    from flatnet_xp.history import Callback, History
-    from flatnet_xp.optim import Optimizer
-    from flatnet_xp.solvers import LBFGS
+from flatnet_xp.metrics import evaluate_dataset, raise_overflow
+from flatnet_xp.optim import Optimizer
+from flatnet_xp.params import GRAD_EXTRA_SLOTS, FlatParams
+from flatnet_xp.solvers import LBFGS
+from flatnet_xp.training import RunSpec
+from flatnet_xp.training import fit as run_fit
+from flatnet_xp.training.resume import finite_host_params
 
 __all__ = ["FlatMLP"]
 
 #: Rows per chunk in ``predict``: bounds the activation buffers whatever the size of ``X``.
 PREDICT_BATCH = 4096
-#: Workspaces (one per batch size) each thread keeps for inference.
-_MAX_WORKSPACES = 4
-#: Slots after the flat gradient reserved for data-parallel control values.
-GRAD_EXTRA_SLOTS = 5
 
 
 def _check_activations(activations: Any, n_layers: int) -> tuple[str, ...]:
@@ -69,31 +71,16 @@ def _check_seed(seed: Any) -> np.random.Generator | np.random.RandomState:
     return np.random.default_rng(seed)
 
 
-#: Training buffers below this size are not checked against the machine's available memory.
-_SMALL_FIT_BYTES = 64 << 20
-
-
-def _available_memory() -> int | None:
-    """Bytes this machine can still give (MemAvailable + SwapFree on Linux), None where unknown."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
-            info = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in fh if line.split()[1].isdigit()}
-        return info["MemAvailable"] + info.get("SwapFree", 0)
-    except (OSError, KeyError, IndexError, ValueError):
-        return None
-
-
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
 def _scoped(method: _F) -> _F:
-    """Run a public method inside the network's precision scope (JAX float64: scoped x64)."""
+    """Run a public method inside the network's precision scope (JAX: scoped x64 on or off)."""
 
     @functools.wraps(method)
     def wrapper(self: FlatMLP, *args: Any, **kwargs: Any) -> Any:
-        if self._be.mutable:
-            return method(self, *args, **kwargs)
-        with precision(self._be, self.dtype):
+        p = self._params
+        with p.backend.precision(p.dtype_name):
             return method(self, *args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
@@ -149,6 +136,9 @@ class FlatMLP:
     grads : array of the backend, shape (w_len + b_len,)
         The flat gradient buffer ``[dw, db]`` that ``fit`` writes into, laid out like ``params``
         (allocated on first use); :meth:`loss_and_grad` returns new arrays instead.
+    flat_params : FlatParams
+        The parameter state that owns all of these (buffers, views, workspaces, optimizer state):
+        what optimizers and engines work on.
     loss_ : str, Loss or None
         The loss the network was last trained with (a name, or the :class:`~flatnet_xp.Loss` when
         it is scaled); None before any training. Saved in model files and checkpoints, so that
@@ -168,12 +158,19 @@ class FlatMLP:
     ------
     ValueError, TypeError
         Bad arguments (named), or buffers too large for this machine's memory (``layer_sizes``).
+        Inference on finite inputs whose outputs overflow the dtype raises ``ValueError`` (never
+        NaN answers).
 
     Notes
     -----
     Inference (``predict``, ``forward``, ``predict_proba``, ``predict_class``, ``evaluate``,
     ``score``, ``loss_and_grad``) is safe from any number of threads: each thread gets its own
-    activation buffers. Two concurrent ``fit`` calls on one network raise ``RuntimeError``.
+    activation buffers. Two concurrent ``fit`` calls on one network raise ``RuntimeError``, and so
+    does a ``fit`` started from inside this network's own ``fit`` (a callback).
+
+    On JAX, inference programs are compiled for a few row counts only: each batch is padded to the
+    next power of two rows (at least 8), so predicting on many different numbers of rows compiles
+    a handful of programs, not one per row count.
 
     Examples
     --------
@@ -196,143 +193,81 @@ class FlatMLP:
         device: Any = None,
         init: str = "auto",
     ) -> None:
-        self.layout = Layout(layer_sizes)
-        self.activations = _check_activations(activations, self.layout.n_layers)
-        self.dtype_name = check_dtype(dtype)
+        layout = Layout(layer_sizes)
+        acts = _check_activations(activations, layout.n_layers)
+        dtype_name = check_dtype(dtype)
         if init not in INITS:
             raise ValueError(f"init: expected one of {list(INITS)}, got {init!r}")
         rng = _check_seed(seed)
-        self._be = be = get_backend(backend, device)
+        be = get_backend(backend, device)
+        check_params_memory(layout, dtype_name, GRAD_EXTRA_SLOTS, be.is_gpu)
         self._device_arg = device
-        self.dtype = getattr(be.xp, self.dtype_name)
-        self._spec = F.Spec.build(self.layout, self.activations, be.xp, be.ops, self.dtype, be.device)
-        self._check_memory()
-        self._local = threading.local()
+        self._params = FlatParams(be, layout, acts, dtype_name)
+        self._params.allocate(lambda write_w, write_b: initialize(init, layout, acts, rng, write_w, write_b))
         self._fit_lock = threading.Lock()
-        self._grad_parent: Any = None
-        self._allocate(lambda write_w, write_b: initialize(init, self.layout, self.activations, rng, write_w, write_b))
+        self._fit_thread: int | None = None
         self.loss_: str | Loss | None = None
         self.history_: History | None = None
         self.preprocessing: Any = None
 
-    # ----------------------------------------------------------------- buffers and views
-    def _check_memory(self) -> None:
-        """Refuse, before allocating, parameters and gradients that cannot fit in this machine."""
-        itemsize = np.dtype(self.dtype_name).itemsize
-        need = 2 * (self.layout.n_params + GRAD_EXTRA_SLOTS) * itemsize
-        have = None if self._be.is_gpu else _available_memory()
-        if have is not None and need > have:
-            raise ValueError(
-                f"layer_sizes: {list(self.layout.sizes)} needs {self.layout.n_params:,} parameters, "
-                f"{need:,} bytes of {self.dtype_name} parameters and gradients; this machine has "
-                f"{have:,} bytes available"
-            )
-
-    def _check_training_memory(
-        self, copies: int, batch_size: int, copy_itemsize: int | None = None, rows_name: str | None = "batch_size"
-    ) -> None:
-        """Refuse, before any work, a fit whose buffers cannot fit in this machine's memory.
-
-        ``copies`` flat parameter-sized arrays (optimizer state, snapshots, the best weights; of
-        ``copy_itemsize`` bytes per element, the network's dtype by default), the gradient buffer
-        when not yet allocated, and the activations and deltas of one batch of ``batch_size`` rows.
-        """
-        itemsize = np.dtype(self.dtype_name).itemsize
-        n = self.layout.n_params
-        grads = 0 if self._grad_parent is not None else n + GRAD_EXTRA_SLOTS
-        state = copies * n * (copy_itemsize or itemsize) + grads * itemsize
-        activations = 2 * batch_size * sum(self.layout.sizes) * itemsize
-        if state + activations < _SMALL_FIT_BYTES or self._be.is_gpu:
-            return  # reading /proc/meminfo costs ~40 us: more than a whole small compiled epoch's overhead
-        have = _available_memory()
-        if have is not None and state + activations > have:
-            rows = f" with {rows_name}={batch_size}" if rows_name else f" ({batch_size} rows at a time)"
-            smaller = f"a smaller {rows_name} or network" if rows_name else "a smaller network"
-            raise ValueError(
-                f"layer_sizes{'/' + rows_name if rows_name else ''}: training {list(self.layout.sizes)}{rows} "
-                f"needs about {state + activations:,} bytes ({state:,} for optimizer state, snapshots and "
-                f"gradients, {activations:,} for the activations); this machine has {have:,} bytes "
-                f"available: use {smaller}"
-            )
-
-    def _allocate(self, fill: Callable[[Callable[..., None], Callable[..., None]], None]) -> None:
-        """Allocate the zeroed parameter buffer and let ``fill`` write the initial values into it."""
-        be, lay = self._be, self.layout
-        xp = be.xp
-        if be.mutable:
-            try:
-                self.params = xp.zeros(lay.n_params, dtype=self.dtype, device=be.device)
-            except MemoryError as exc:  # also cupy's and torch's out-of-memory errors
-                raise ValueError(f"layer_sizes: could not allocate {lay.n_params:,} parameters ({exc})") from None
-            if not array_api_compat.is_writeable_array(self.params):
-                raise ValueError(f"backend: {be.name} arrays are not writeable")
-            views = F.layer_views(self._spec, self.params)
-
-            def write_w(k: int, rows: slice, cols: slice, values: np.ndarray) -> None:
-                views.W[k][rows, cols] = be.asarray(values, dtype=self.dtype)
-
-            def write_b(k: int, values: np.ndarray) -> None:
-                views.b[k][...] = be.asarray(values, dtype=self.dtype)
-
-            fill(write_w, write_b)
-            self._views = views
-            return
-        host = np.zeros(lay.n_params, dtype=self.dtype_name)  # JAX: fill on the host, place once
-        hw = [host[lay.w_slice(k)].reshape(lay.shapes[k]) for k in range(lay.n_layers)]
-        hb = [host[lay.w_len + lay.b_offsets[k] : lay.w_len + lay.b_offsets[k + 1]] for k in range(lay.n_layers)]
-        fill(lambda k, r, c, v: hw[k].__setitem__((r, c), v), lambda k, v: hb[k].__setitem__(slice(None), v))
-        self.params = be.asarray(host, dtype=self.dtype)
+    # ----------------------------------------------------------------- description of the network
+    @property
+    def flat_params(self) -> FlatParams:
+        """The parameter state: the buffers, views, workspaces and optimizer state of this network."""
+        return self._params
 
     @property
-    def _views_now(self) -> F.Views:
-        """Layer views of the current parameters (made once on mutable backends)."""
-        if self._be.mutable:
-            return self._views
-        with precision(self._be, self.dtype):
-            return F.layer_views(self._spec, self.params)
+    def layout(self) -> Layout:
+        """Sizes and offsets of every layer inside ``w`` and ``b`` (backend-free, immutable)."""
+        return self._params.layout
 
     @property
-    def grads(self) -> Any:
-        """The flat gradient buffer ``[dw, db]`` that ``fit`` writes into, laid out like ``params``
-        (allocated on first use); :meth:`loss_and_grad` returns new arrays instead."""
-        if self._grad_parent is None:
-            be = self._be
-            self._grad_parent = be.xp.zeros(self.layout.n_params + GRAD_EXTRA_SLOTS, dtype=self.dtype, device=be.device)
-            n = self.layout.n_params
-            self._grad_views = F.layer_views(self._spec, self._grad_parent[:n]) if be.mutable else None
-        return self._grad_parent[: self.layout.n_params]
+    def activations(self) -> tuple[str, ...]:
+        """One activation name per weight layer."""
+        return self._params.activations
 
-    def _workspace(self, n: int) -> F.Workspace:
-        """This thread's activation buffers for batch size ``n`` (a few sizes are kept per thread)."""
-        try:
-            cache = self._local.workspaces
-        except AttributeError:
-            cache = self._local.workspaces = {}
-        ws = cache.get(n)
-        if ws is None:
-            ws = F.Workspace(self._spec, n)
-            if n <= PREDICT_BATCH:  # keep small ones for reuse; a one-off huge forward is not kept
-                if len(cache) >= _MAX_WORKSPACES:
-                    cache.pop(next(iter(cache)))
-                cache[n] = ws
-        return ws
+    @property
+    def dtype_name(self) -> str:
+        """``"float32"`` or ``"float64"``."""
+        return self._params.dtype_name
 
-    # ----------------------------------------------------------------- public parameter access
+    @property
+    def dtype(self) -> Any:
+        """The backend's dtype object of every parameter, gradient and activation."""
+        return self._params.dtype
+
     @property
     def backend(self) -> str:
         """Name of the backend (``"numpy"``, ``"cupy"``, ``"torch"``, ``"array_api_strict"``, ``"jax"``)."""
-        return self._be.name
+        return self._params.backend.name
 
     @property
     def device(self) -> Any:
         """The device the arrays live on, as the backend names it (``"cpu"`` for NumPy, a
         ``torch.device``, a ``cupy.cuda.Device``, a ``jax.Device``)."""
-        return self._be.device
+        return self._params.backend.device
 
     @property
     def xp(self) -> Any:
         """The Array API namespace of the network's arrays."""
-        return self._be.xp
+        return self._params.xp
+
+    # ----------------------------------------------------------------- public parameter access
+    @property
+    def params(self) -> Any:
+        """The ONE parameter buffer ``[w, b]``, shape ``(w_len + b_len,)`` (assigning copies values in)."""
+        return self._params.flat
+
+    @params.setter
+    def params(self, value: Any) -> None:
+        w_len = self.layout.w_len
+        self.set_params(value[:w_len], value[w_len:])
+
+    @property
+    def grads(self) -> Any:
+        """The flat gradient buffer ``[dw, db]`` that ``fit`` writes into, laid out like ``params``
+        (allocated on first use); :meth:`loss_and_grad` returns new arrays instead."""
+        return self._params.grads
 
     @property
     def w(self) -> Any:
@@ -356,11 +291,11 @@ class FlatMLP:
         ``weight(k)[j, i]`` is ``w[off_k + i + L_k * j]``; writing to it changes ``w`` (not on JAX,
         whose arrays are immutable: use :meth:`set_params`).
         """
-        return self._views_now.W[self._check_layer(k)]
+        return self._params.views.W[self._check_layer(k)]
 
     def bias(self, k: int) -> Any:
         """Layer ``k``'s biases, shape ``(L_{k+1},)``: a zero-copy view of ``b``."""
-        return self._views_now.b[self._check_layer(k)]
+        return self._params.views.b[self._check_layer(k)]
 
     @_scoped
     def set_params(self, w: Any, b: Any) -> None:
@@ -374,52 +309,14 @@ class FlatMLP:
         TypeError
             Non-numeric input.
         """
-        be = self._be
-        new = []
-        for name, value, length in (("w", w, self.layout.w_len), ("b", b, self.layout.b_len)):
-            arr = as_data_array(name, value, ndims=(1,), numeric="fiu")
-            if arr.shape[0] != length:
-                raise ValueError(f"{name}: expected a 1-D array of length {length}, got {describe(arr)}")
-            host = np.asarray(to_numpy(arr))
-            with np.errstate(over="ignore"):
-                cast = host.astype(self.dtype_name)
-            if not np.all(np.isfinite(cast)):
-                raise ValueError(f"{name}: expected finite values within {self.dtype_name}'s range, found NaN or inf")
-            new.append(cast)
-        if be.mutable:
-            be.ops.copy(be.asarray(new[0], dtype=self.dtype), self.w)
-            be.ops.copy(be.asarray(new[1], dtype=self.dtype), self.b)
-        else:
-            self.params = be.asarray(np.concatenate(new), dtype=self.dtype)
+        self._params.set_host(w, b)
 
     def get_params(self) -> tuple[np.ndarray, np.ndarray]:
         """Copies of ``(w, b)`` as NumPy arrays."""
-        p = np.array(to_numpy(self.params))
+        p = self._params.host()
         return p[: self.layout.w_len].copy(), p[self.layout.w_len :].copy()
 
-    # ----------------------------------------------------------------- the eager math (mutable backends)
-    def _forward(self, x: Any, ws: F.Workspace) -> Any:
-        """Forward pass of a backend batch ``x`` ``(n, L_1)`` into ``ws``; returns the output."""
-        if not self._be.mutable:
-            from flatnet_xp.compiled import forward as compiled_forward
-
-            return compiled_forward(self, x)
-        return F.forward(self._spec, self._views, x, ws)
-
-    def _loss_and_grad(self, x: Any, y: Any, loss: Loss, sw: Any = None) -> Any:
-        """Fill :attr:`grads` for backend batch ``(x, y)``; returns the loss (0-d). Not thread-safe:
-        the training loop's step (and a test hook); :meth:`loss_and_grad` is the public, safe one."""
-        if not self._be.mutable:
-            from flatnet_xp.compiled import loss_and_grad as compiled_loss_and_grad
-
-            value, self._grad_parent = compiled_loss_and_grad(self, x, y, sw, loss)
-            return value
-        self.grads  # noqa: B018 - allocates the buffer (and its views) on first use
-        ws = self._workspace(int(x.shape[0]))
-        value, _ = F.loss_and_grad(self._spec, self._views, x, y, sw, loss, ws, self._grad_views)
-        return value
-
-    # ----------------------------------------------------------------- public math
+    # ----------------------------------------------------------------- inference
     def forward(self, X: Any) -> Any:
         """Raw outputs of the last layer (logits for an ``identity`` last layer).
 
@@ -445,42 +342,32 @@ class FlatMLP:
         Raises
         ------
         ValueError
-            ``X`` has the wrong number of columns, or holds NaN, inf or values beyond the dtype's range.
+            ``X`` has the wrong number of columns, or holds NaN, inf or values beyond the dtype's
+            range, or finite values whose outputs overflow the dtype.
         """
         X = check_features(X, self.layout.sizes[0])
         n = int(X.shape[0])
         step = n if batch_size is None else check_int("batch_size", batch_size, 1)
         check_finite("X", X, np.dtype(self.dtype_name))  # NaN in, NaN out would be a silent wrong answer
-        data = Dataset.features_only(self._be, self.dtype, X)
-        be, xp = self._be, self._be.xp
-        with precision(be, self.dtype):
-            if step >= n:
-                z = self._forward(data.batch_x(slice(None)), self._workspace(n))
-                return xp.asarray(z, copy=True) if be.mutable else z
-            out = xp.empty((n, self.layout.sizes[-1]), dtype=self.dtype, device=be.device) if be.mutable else None
-            parts = []
-            for start in range(0, n, step):
-                stop = min(start + step, n)  # in-bounds slices only (the Array API leaves others unspecified)
-                z = self._forward(data.batch_x(slice(start, stop)), self._workspace(stop - start))
-                if out is None:
-                    parts.append(z)
-                else:
-                    out[start:stop, ...] = z
-            return out if out is not None else xp.concat(parts, axis=0)
+        p, xp = self._params, self.xp
+        data = Dataset.features_only(p.backend, self.dtype_name, X)
+        out = p.predict(data.batch_x, n, min(step, n))
+        if not bool(xp.all(xp.isfinite(out))):  # finite inputs, overflowing outputs: never a NaN answer
+            raise_overflow(self.dtype_name, "X")
+        return out
 
     @_scoped
     def predict_proba(self, X: Any) -> Any:
         """Softmax of the outputs (sigmoid when there is a single output); shape (n, L_n)."""
         z = self.predict(X)
-        xp = self._be.xp
-        with precision(self._be, self.dtype):
-            return sigmoid(xp, z) if z.shape[1] == 1 else softmax(xp, z)
+        xp = self.xp
+        return sigmoid(xp, z) if z.shape[1] == 1 else softmax(xp, z)
 
     @_scoped
     def predict_class(self, X: Any) -> Any:
         """Predicted class index: argmax of the outputs, or ``logit > 0`` for one output; shape (n,)."""
         z = self.predict(X)
-        xp = self._be.xp
+        xp = self.xp
         if z.shape[1] == 1:
             return xp.astype(z[:, 0] > 0, xp.int64)
         return xp.argmax(z, axis=1)
@@ -508,42 +395,12 @@ class FlatMLP:
         db : array of the backend, shape (b_len,), laid out like ``b`` (a new array)
         """
         loss_fn = get_loss(loss)
-        data = self._dataset(X, Y, loss_fn, sample_weight=sample_weight, check_values=False)
+        p = self._params
+        data = p.dataset(X, Y, loss_fn, sample_weight=sample_weight, check_values=False)
         x, y, sw = data.batch(slice(None), normalize="global")
-        be, w_len = self._be, self.layout.w_len
-        if not be.mutable:
-            from flatnet_xp.compiled import loss_and_grad as compiled_loss_and_grad
-
-            value, flat = compiled_loss_and_grad(self, x, y, sw, loss_fn)
-        else:
-            flat = be.xp.zeros(self.layout.n_params, dtype=self.dtype, device=be.device)
-            ws = F.Workspace(self._spec, int(x.shape[0]))
-            value, _ = F.loss_and_grad(self._spec, self._views, x, y, sw, loss_fn, ws, F.layer_views(self._spec, flat))
+        value, flat = p.loss_and_grad(x, y, sw, loss_fn)
+        w_len = self.layout.w_len
         return float(value), flat[:w_len], flat[w_len:]
-
-    def _dataset(
-        self,
-        X: Any,
-        Y: Any,
-        loss: str | Loss,
-        *,
-        sample_weight: Any = None,
-        check_values: bool = True,
-        suffix: str = "",
-    ) -> Dataset:
-        sizes = self.layout.sizes
-        return Dataset(
-            self._be,
-            self.dtype,
-            X,
-            Y,
-            sizes[0],
-            sizes[-1],
-            get_loss(loss),
-            sample_weight=sample_weight,
-            check_values=check_values,
-            names=("X" + suffix, "Y" + suffix, "sample_weight" + suffix),
-        )
 
     @_scoped
     def evaluate(
@@ -556,8 +413,9 @@ class FlatMLP:
         dtype, targets outside the loss's range raise ``ValueError``).
         """
         loss_fn = get_loss(loss or self.loss_ or "mse")
-        data = self._dataset(X, Y, loss_fn, sample_weight=sample_weight)
-        return evaluate_dataset(self, data, loss_fn, check_int("batch_size", batch_size, 1)).loss
+        data = self._params.dataset(X, Y, loss_fn, sample_weight=sample_weight)
+        step = check_int("batch_size", batch_size, 1)
+        return evaluate_dataset(self._params, data, loss_fn, step, check=True).loss
 
     @_scoped
     def score(self, X: Any, y: Any, loss: str | Loss | None = None, sample_weight: Any = None) -> float:
@@ -569,8 +427,8 @@ class FlatMLP:
         else mse. Inputs are checked as in :meth:`evaluate`.
         """
         loss_fn = get_loss(loss or self.loss_ or "mse")
-        data = self._dataset(X, y, loss_fn, sample_weight=sample_weight)
-        scores = evaluate_dataset(self, data, loss_fn, PREDICT_BATCH, r2=not loss_fn.classification)
+        data = self._params.dataset(X, y, loss_fn, sample_weight=sample_weight)
+        scores = evaluate_dataset(self._params, data, loss_fn, PREDICT_BATCH, r2=not loss_fn.classification, check=True)
         return scores.score(loss_fn)
 
     # ----------------------------------------------------------------- description
@@ -613,11 +471,28 @@ class FlatMLP:
         )
 
     # ----------------------------------------------------------------- persistence and transfer
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the model to ONE safetensors file, atomically (see :mod:`flatnet_xp.persistence`)."""
-        from flatnet_xp.persistence import save_model
+    def _file_meta(self, kind: str = "model", loss: str | Loss | None = None) -> dict[str, Any]:
+        prep = self.preprocessing
+        return persistence.model_meta(
+            kind, self.layout.sizes, self.activations, self.dtype_name, loss if loss is not None else self.loss_,
+            None if prep is None else prep.to_dict(),
+        )  # fmt: skip
 
-        save_model(self, path)
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the model (architecture, dtype, ``w``, ``b``, loss, preprocessing) to ONE safetensors
+        file, atomically (see :mod:`flatnet_xp.persistence`).
+
+        Raises
+        ------
+        ValueError
+            Non-finite parameters; a path that is a directory, device, FIFO or in a missing folder.
+        TypeError
+            ``path`` is not a path.
+        """
+        from flatnet_xp._atomic import check_output_path
+
+        check_output_path(path, "path")
+        persistence.write_file(path, finite_host_params(self._params, "save"), self._file_meta(), "path")
 
     @classmethod
     def load(
@@ -629,9 +504,12 @@ class FlatMLP:
     ) -> FlatMLP:
         """Read a model file (or a checkpoint's model) onto ``backend`` (default numpy) and ``dtype``
         (default: the file's). Raises :class:`flatnet_xp.ModelFileError` for any malformed file."""
-        from flatnet_xp.persistence import load_model
-
-        return load_model(path, backend, dtype, device)
+        meta, tensors = persistence.read_file(path)
+        net = cls(meta["layer_sizes"], meta["activations"], backend=backend or "numpy",
+                  dtype=dtype or meta["dtype"], device=device)  # fmt: skip
+        net.set_params(tensors["w"], tensors["b"])
+        net.loss_, net.preprocessing = meta["loss"], meta.get("preprocessing")
+        return net
 
     def to(self, backend: str | ModuleType, dtype: Any = None, device: Any = None) -> FlatMLP:
         """A copy of this network on another backend/device (and optionally dtype)."""
@@ -648,15 +526,11 @@ class FlatMLP:
 
     def to_torch(self) -> Any:
         """An equivalent ``torch.nn.Sequential`` (Linear + activation modules), float64 or float32 on CPU."""
-        from flatnet_xp.interop import to_torch
-
-        return to_torch(self)
+        return to_torch(self.layout, self.activations, self.dtype_name, self._params.host())
 
     def torch_state_dict(self) -> dict[str, Any]:
         """``state_dict`` of :meth:`to_torch`'s Sequential (keys ``"0.weight"``, ``"0.bias"``, ...)."""
-        from flatnet_xp.interop import torch_state_dict
-
-        return torch_state_dict(self)
+        return dict(self.to_torch().state_dict())
 
     @classmethod
     def from_torch(
@@ -669,10 +543,21 @@ class FlatMLP:
         device: Any = None,
     ) -> FlatMLP:
         """Build from an ``nn.Sequential`` of Linear and activation modules, or from a ``state_dict``
-        (then ``activations`` is required). No transpose: our layout is ``nn.Linear.weight``'s."""
-        from flatnet_xp.interop import from_torch
+        (then ``activations`` is required). No transpose: our layout is ``nn.Linear.weight``'s.
 
-        return from_torch(module, activations, backend=backend, dtype=dtype, device=device)
+        bfloat16 and float16 weights are read exactly (as float32); modules on the meta device (no
+        values) are refused with a ValueError naming ``module``.
+        """
+        found = read_torch(module)
+        if found.activations is not None and activations is not None:
+            raise ValueError("activations: read from the Sequential's modules; pass it only with a state_dict")
+        if found.activations is None and activations is None:
+            raise ValueError("activations: required with a state_dict (it holds no activation modules)")
+        chosen = found.activations if found.activations is not None else activations
+        assert chosen is not None
+        net = cls(found.sizes, chosen, backend=backend, dtype=dtype or found.dtype_name, device=device)
+        net.set_params(found.w, found.b)
+        return net
 
     # ----------------------------------------------------------------- training
     def fit(
@@ -698,37 +583,109 @@ class FlatMLP:
         comm: Any = None,
         initial_epoch: int = 0,
     ) -> History:
-        """Train on ``(X, Y)``; every argument is documented in :func:`flatnet_xp.training.fit`.
+        """Train on ``(X, Y)`` with mini-batch gradient descent (or full-batch L-BFGS).
+
+        Parameters
+        ----------
+        X : array or scipy.sparse matrix, shape (n, L_1)
+            NumPy or the network's backend. Data already in the network's backend and dtype is used
+            without any copy; otherwise each batch is converted on its own (the dataset is never copied;
+            a sparse matrix is densified one batch at a time).
+        Y : array, shape (n, L_n)
+            Targets; ``(n,)`` for one output, or integer class labels with ``loss="cross_entropy"``.
+        epochs : int, default 10
+            Total number of epochs (with ``resume``: including those already run). Not used by L-BFGS.
+        batch_size : int, default 32
+            From 1 (per-sample SGD) to ``n`` (full batch); the last batch may be smaller.
+        optimizer : Optimizer or LBFGS, default ``Adam(lr=1e-3)``
+            Keeps its state across ``fit`` calls on the same network. :class:`~flatnet_xp.LBFGS` runs
+            scipy's L-BFGS-B full-batch on the flat parameter vector instead of epochs.
+        loss : {"mse", "cross_entropy", "bce", "poisson"} or Loss
+        sample_weight : array, shape (n,), optional
+            Non-negative weights: each batch's loss is the weighted average of its samples' losses.
+        shuffle : bool or callable, default True
+            Visit the samples in a new random order each epoch, drawn from ``seed``; or a function
+            ``order(epoch, n)`` returning the epoch's order (a permutation of ``range(n)``, an int
+            array), called once per epoch (not with ``checkpoint``, ``resume`` or ``comm``).
+        seed : int, optional
+            Seed of the shuffling generator (``numpy.random.SeedSequence``).
+        validation_data : (X_val, Y_val) or (X_val, Y_val, sample_weight_val), optional
+            Evaluated after each epoch: ``history.val_loss``, ``history.val_score`` (accuracy or R^2)
+            and, for classification losses, ``history.val_accuracy``.
+        patience : int, optional
+            Early stopping: stop after ``patience`` epochs without an improvement of more than
+            ``min_delta`` in the validation loss (the training loss without validation data), and
+            restore the best weights (one flat copy is kept).
+        min_delta : float, default 0
+        callbacks : callable or list of callables, optional
+            ``callback(net, history)`` after each epoch; returning True stops training.
+        progress : bool, optional
+            tqdm bars over epochs and batches; default: on when stderr is a terminal.
+        checkpoint : path, optional
+            Write model, optimizer state, epoch, shuffle state, history and the run's signature
+            atomically every ``checkpoint_every`` epochs; the last one, written after early stopping
+            restored the best weights, holds exactly what ``fit`` returns. Checked before training.
+        checkpoint_every : int, default 1
+        resume : path, optional
+            Continue the run saved in a checkpoint until ``epochs`` epochs in total. The checkpoint
+            must come from the same run (network, dtype, loss, optimizer and its hyperparameters,
+            batch size, shuffle, seed, and the same training and validation data): anything else is a
+            ``ValueError`` naming each difference. A finished run returns at once with its weights.
+        comm : mpi4py communicator, optional
+            Data-parallel training: every rank passes its own shard; see :mod:`flatnet_xp.distributed`.
+        initial_epoch : int, default 0
+            Count epochs from here (Keras's ``initial_epoch``): train epochs ``initial_epoch + 1`` to
+            ``epochs``, each shuffled as that epoch of a run started from 0 with the same ``seed``, so
+            ``fit(epochs=k + 1, initial_epoch=k)`` called for ``k = 0, 1, ...`` visits the samples in the
+            same orders as one ``fit(epochs=K)``.
 
         Returns
         -------
         History
             Also stored as ``history_``.
-        """
-        from flatnet_xp.training import fit
 
-        return fit(
-            self,
-            X,
-            Y,
-            epochs=epochs,
-            batch_size=batch_size,
-            optimizer=optimizer,
-            loss=loss,
-            sample_weight=sample_weight,
-            shuffle=shuffle,
-            seed=seed,
-            validation_data=validation_data,
-            patience=patience,
-            min_delta=min_delta,
-            callbacks=callbacks,
-            progress=progress,
-            checkpoint=checkpoint,
-            checkpoint_every=checkpoint_every,
-            resume=resume,
-            comm=comm,
-            initial_epoch=initial_epoch,
-        )
+        Raises
+        ------
+        ValueError, TypeError
+            Bad arguments, data or paths, before any work is done.
+        RuntimeError
+            Another ``fit`` is running on this network (in another thread, or this one: a ``fit``
+            called from one of its callbacks).
+        DivergenceError
+            The loss, gradient or update became non-finite; the parameters and optimizer state were
+            restored (see :class:`~flatnet_xp.DivergenceError`).
+        """
+        me = threading.get_ident()
+        if not self._fit_lock.acquire(blocking=False):
+            if self._fit_thread == me:
+                raise RuntimeError(
+                    "fit: called from inside this network's own fit (a callback?); return True from the callback "
+                    "to stop training, then call fit again, or train a copy (net.copy())"
+                )
+            raise RuntimeError(
+                "fit: another fit is already running on this network (in another thread); "
+                "train independent copies (net.copy()) in parallel instead"
+            )
+        self._fit_thread = me
+        trained: list[str | Loss] = []
+
+        def started(run: RunSpec) -> None:
+            trained.append(run.loss.name if run.loss.scale == 1.0 else run.loss)
+            self.loss_ = trained[0]
+
+        try:
+            history = run_fit(
+                self._params, X, Y, sample_weight=sample_weight, validation_data=validation_data, comm=comm,
+                model=self, model_meta=lambda: self._file_meta("checkpoint", trained[0]), on_start=started,
+                epochs=epochs, batch_size=batch_size, optimizer=optimizer, loss=loss, shuffle=shuffle, seed=seed,
+                patience=patience, min_delta=min_delta, callbacks=callbacks, progress=progress, checkpoint=checkpoint,
+                checkpoint_every=checkpoint_every, resume=resume, initial_epoch=initial_epoch,
+            )  # fmt: skip
+        finally:
+            self._fit_thread = None
+            self._fit_lock.release()
+        self.history_ = history
+        return history
 
     # ----------------------------------------------------------------- pickling (scikit-learn's convention)
     def __getstate__(self) -> dict[str, Any]:

@@ -4,7 +4,7 @@ All state is flat arrays the length of the parameters, whatever the depth of the
 update of each optimizer is ONE function of flat arrays, :meth:`Optimizer.update`, that returns the
 new parameters (and stores new state arrays): on NumPy, CuPy and PyTorch it runs in place through the
 ``out=`` shim with ONE preallocated scratch buffer, so a step allocates nothing parameter-sized; on
-JAX the same function is traced into the compiled epoch (:mod:`flatnet_xp.compiled`). Weight decay
+JAX the same function is traced into the compiled epoch (:mod:`flatnet_xp.engines.compiled`). Weight decay
 (L2 or decoupled) applies to the weights ``w`` only; biases are exempt (``w`` is the first ``w_len``
 entries of the buffer).
 
@@ -19,17 +19,33 @@ failing step, so no update can leave non-finite parameters behind.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+import weakref
+from typing import Any, ClassVar
 
-from flatnet_xp._compat import precision
-from flatnet_xp._shim import NO_OUT, Blocks
+import numpy as np
+
+from flatnet_xp._blocks import Blocks
 from flatnet_xp._validation import check_real, describe
+from flatnet_xp.backends import NO_OUT, to_numpy
+from flatnet_xp.params import FlatParams, OptimizerState
 from flatnet_xp.schedules import Constant, Schedule, as_schedule, checked_lr, describe_schedule
 
-if TYPE_CHECKING:
-    from flatnet_xp.network import FlatMLP
+__all__ = ["OPTIMIZERS", "SGD", "Adam", "AdamW", "Optimizer", "RMSprop", "as_params", "clip_factor"]
 
-__all__ = ["OPTIMIZERS", "SGD", "Adam", "AdamW", "Optimizer", "RMSprop"]
+
+def as_params(target: Any) -> FlatParams:
+    """The parameter state of ``target``: a :class:`~flatnet_xp.params.FlatParams`, or an object
+    holding one as ``flat_params`` (a ``FlatMLP``)."""
+    params = target if isinstance(target, FlatParams) else getattr(target, "flat_params", None)
+    if not isinstance(params, FlatParams):
+        raise TypeError(f"expected a FlatMLP or its FlatParams, got {describe(target)}")
+    return params
+
+
+def clip_factor(xp: Any, sq_norm: Any, clip_norm: float) -> Any:
+    """The factor that rescales a gradient of squared norm ``sq_norm`` to norm at most ``clip_norm``
+    (PyTorch's ``clip_grad_norm_`` with its 1e-6 guard); one formula for every engine."""
+    return xp.clip(clip_norm / (xp.sqrt(sq_norm) + 1e-6), max=1.0)
 
 
 class Optimizer:
@@ -45,8 +61,12 @@ class Optimizer:
 
     Notes
     -----
-    The optimizer keeps its state (``t`` and the flat buffers) between ``fit`` calls on the same
-    network, like a ``torch.optim`` optimizer; used with another network it starts afresh.
+    The state an optimizer builds (``t`` and the flat buffers) belongs to the parameters it updates
+    (:attr:`flatnet_xp.params.FlatParams.optimizer_state`), not to the optimizer: it is kept between
+    ``fit`` calls on the same network, like a ``torch.optim`` optimizer, and an optimizer used with
+    another network (or a network first trained by another optimizer) starts afresh there.
+    :attr:`t` and :attr:`state` show the state on the network this optimizer last updated. A pickled
+    optimizer carries that state and hands it to the first network of the right size it updates.
     """
 
     name: ClassVar[str] = "optimizer"
@@ -56,125 +76,139 @@ class Optimizer:
     def __init__(self, lr: Schedule | float, clip_norm: float | None = None) -> None:
         self.lr = as_schedule(lr)
         self.clip_norm = None if clip_norm is None else check_real("clip_norm", clip_norm, minimum=0.0, open_min=True)
-        self.t = 0
-        self.state: dict[str, Any] = {}
-        self._net_id: int | None = None
+        self._last: weakref.ref[FlatParams] | None = None
+        self._pending: dict[str, Any] | None = None  # state carried by a pickle, for the first network it meets
         self._w_len = 0
-        self._scratch: list[Any] = []
-        self._blocks = Blocks(0, enabled=False)
 
     # ------------------------------------------------------------------ state
     def hyperparameters(self) -> dict[str, Any]:
         """JSON-serialisable hyperparameters (saved in checkpoints, compared on resume)."""
         return {"lr": describe_schedule(self.lr), "clip_norm": self.clip_norm}
 
+    def _current(self) -> OptimizerState | None:
+        params = None if self._last is None else self._last()
+        state = None if params is None else params.optimizer_state
+        return state if state is not None and state.owner() is self else None
+
+    @property
+    def t(self) -> int:
+        """Updates made on the network this optimizer last updated (0 before any)."""
+        state = self._current()
+        if state is not None:
+            return state.t
+        return 0 if self._pending is None else int(self._pending["t"])
+
+    @property
+    def state(self) -> dict[str, Any]:
+        """The flat state buffers on the network this optimizer last updated, by name."""
+        state = self._current()
+        return {} if state is None else dict(state.buffers)
+
     @property
     def learning_rate(self) -> float:
         """The learning rate the next update will use."""
         return checked_lr(self.lr, self.t)
 
-    def bind(self, net: FlatMLP) -> None:
-        """Attach to ``net``: allocate zeroed state buffers unless already bound to it.
+    def state_of(self, target: Any) -> OptimizerState:
+        """This optimizer's state on ``target`` (a FlatMLP or FlatParams), created zeroed (or from a
+        pickled state of the right size) when the parameters hold none of this optimizer's."""
+        params = as_params(target)
+        state = params.optimizer_state
+        if state is None or state.owner() is not self:
+            with params.backend.precision(params.dtype_name):
+                state = params.optimizer_state = self._new_state(params)
+        if self._last is None or self._last() is not params:
+            self._last = weakref.ref(params)
+        self._w_len = params.layout.w_len
+        return state
 
-        An unpickled optimizer keeps its state for the first network of the right size it meets.
-        """
-        if self._net_id == id(net) and self._scratch:
-            return
-        with precision(net._be, net.dtype):
-            self._bind(net)
+    def _new_state(self, params: FlatParams) -> OptimizerState:
+        be, n = params.backend, params.layout.n_params
+        pending, self._pending = self._pending, None
+        if pending is not None and all(v.shape == (n,) for v in pending["buffers"].values()):
+            buffers = {k: be.asarray(v, dtype=params.dtype) for k, v in pending["buffers"].items()}
+            t = int(pending["t"])
+        else:
+            buffers = {name: params.xp.zeros_like(params.flat) for name in self.buffer_names}
+            t = 0
+        blocks = Blocks(n, enabled=be.name == "numpy")
+        if be.mutable:
+            size = blocks.scratch_size()
+            scratch = [params.xp.empty(size, dtype=params.dtype, device=be.device) for _ in range(blocks.threads)]
+        else:
+            scratch = [NO_OUT]
+        return OptimizerState(weakref.ref(self), t, buffers, scratch, blocks)
 
-    def _bind(self, net: FlatMLP) -> None:
-        xp, n = net.xp, net.layout.n_params
-        keep = self._net_id is None and self.state and all(tuple(v.shape) == (n,) for v in self.state.values())
-        if keep:
-            self.state = {name: net._be.asarray(v, dtype=net.dtype) for name, v in self.state.items()}
-        else:
-            self.state = {name: xp.zeros_like(net.params) for name in self.buffer_names}
-            self.t = 0
-        self._blocks = Blocks(n, enabled=net.backend == "numpy")
-        if net._be.mutable:
-            self._scratch = [
-                xp.empty(self._blocks.scratch_size(), dtype=net.dtype, device=net.device)
-                for _ in range(self._blocks.threads)
-            ]
-        else:
-            self._scratch = [NO_OUT]
-        self._net_id = id(net)
-        self._w_len = net.layout.w_len
+    def bind(self, target: Any) -> None:
+        """Make sure ``target`` (a FlatMLP or FlatParams) holds this optimizer's state (allocated zeroed)."""
+        self.state_of(target)
 
     def __getstate__(self) -> dict[str, Any]:
-        """Hyperparameters, step count and state (as NumPy); scratch and thread pool are rebuilt on bind."""
-        from flatnet_xp._compat import to_numpy
-
+        """Hyperparameters, with the last network's step count and state (as NumPy)."""
         state = dict(self.__dict__)
-        state["state"] = {k: to_numpy(v).copy() for k, v in self.state.items()}
-        state.update(_net_id=None, _scratch=[], _blocks=Blocks(0, enabled=False))
+        current = self._current()
+        if current is not None:
+            state["_pending"] = {
+                "t": current.t,
+                "buffers": {k: np.array(to_numpy(v)) for k, v in current.buffers.items()},
+            }
+        state["_last"] = None
         return state
 
     def state_buffers(self) -> dict[str, Any]:
-        """The persistent state buffers by name."""
-        return dict(self.state)
+        """The persistent state buffers by name (on the network this optimizer last updated)."""
+        return self.state
 
     # ------------------------------------------------------------------ update
     def clip(self, xp: Any, ops: Any, g: Any) -> Any:
         """``g`` rescaled to norm at most ``clip_norm`` (unchanged without clipping)."""
         if self.clip_norm is None:
             return g
-        norm = xp.sqrt(xp.vecdot(g, g))
-        return ops.imul(g, xp.clip(self.clip_norm / (norm + 1e-6), max=1.0))
+        return ops.imul(g, clip_factor(xp, xp.vecdot(g, g), self.clip_norm))
 
-    def step(self, net: FlatMLP) -> None:
-        """Apply one update to ``net.params`` from ``net.grads`` (both flat), in place.
+    def step(self, target: Any) -> None:
+        """Apply one update to the parameters of ``target`` (a FlatMLP or FlatParams) from its flat
+        gradient buffer, in place (replaced on JAX).
 
         Raises
         ------
         ValueError
             The learning-rate schedule returned a non-finite or negative value (before any change).
         """
-        be = net._be
-        if not be.mutable:
-            with precision(be, net.dtype):
-                return self._step(net)
-        return self._step(net)
+        params = as_params(target)
+        state = self.state_of(params)
+        with params.backend.precision(params.dtype_name):
+            self.apply(params, state)
 
-    def _step(self, net: FlatMLP) -> None:
-        if self._net_id != id(net) or not self._scratch:
-            self.bind(net)
-        be = net._be
+    def apply(self, params: FlatParams, state: OptimizerState) -> None:
+        """One update of ``params`` with ``state`` (from :meth:`state_of`): what :meth:`step` does
+        after looking the state up; engines look it up once per epoch and call this every step,
+        inside the network's precision scope."""
+        be = params.backend
         ops, xp = be.ops, be.xp
-        lr = self.lr.lr if type(self.lr) is Constant else checked_lr(self.lr, self.t)  # constants were checked
-        g = self.clip(xp, ops, net.grads)
-        self.t += 1
-        p, state, scratch, t = net.params, self.state, self._scratch, self.t
-        if not self._blocks.blocked:
-            p = self.update(ops, 0, p, g, state, scratch[0], lr, t)
-            if not be.mutable:
-                net.params = p
+        lr = self.lr.lr if type(self.lr) is Constant else checked_lr(self.lr, state.t)  # constants were checked
+        g = self.clip(xp, ops, params.grads)
+        state.t += 1
+        p, buffers, scratch, t = params.flat, state.buffers, state.scratch, state.t
+        if not state.blocks.blocked:
+            params.assign(self.update(ops, 0, p, g, buffers, scratch[0], lr, t))
             return
 
         def block(lo: int, hi: int, worker: int) -> None:
-            views = {name: buf[lo:hi] for name, buf in state.items()}
+            views = {name: buf[lo:hi] for name, buf in buffers.items()}
             self.update(ops, lo, p[lo:hi], g[lo:hi], views, scratch[worker][: hi - lo], lr, t)
 
-        self._blocks.run(block)
+        state.blocks.run(block)
 
-    def all_finite(self, net: FlatMLP) -> bool:
-        """True when the parameters and every state buffer hold only finite values.
-
-        One summation per buffer (finite sum: all finite); only when a sum is not finite, which
-        large finite values can also cause, the exact element-wise test.
-        """
-        xp, ops = net.xp, net._be.ops
-        for buf in (net.params, *self.state.values()):
-            if not bool(xp.isfinite(ops.total(buf))) and not bool(xp.all(xp.isfinite(buf))):
-                return False
-        return True
+    def all_finite(self, target: Any) -> bool:
+        """True when the parameters of ``target`` and every state buffer hold only finite values."""
+        return as_params(target).all_finite()
 
     def update(self, ops: Any, lo: int, p: Any, g: Any, s: dict[str, Any], tmp: Any, lr: Any, t: Any) -> Any:
         """The update of the slice ``[lo, lo + len(p))`` of the flat buffers; returns the new ``p``.
 
         ``g`` and ``s`` (state buffers by name; new arrays are stored back into ``s``) are the same
-        slice, ``tmp`` scratch of that length (:data:`~flatnet_xp._shim.NO_OUT` on JAX), ``lr`` the
+        slice, ``tmp`` scratch of that length (:data:`~flatnet_xp.backends.NO_OUT` on JAX), ``lr`` the
         learning rate and ``t`` the 1-based update count (Python numbers, or traced scalars on JAX).
         """
         raise NotImplementedError

@@ -1,4 +1,8 @@
-"""Model files and checkpoints: ONE safetensors file, validated before anything is allocated.
+"""The file format of models and checkpoints: ONE safetensors file, validated before anything is allocated.
+
+This module turns arrays and metadata into bytes and back; it knows nothing of networks or training
+(the network builds itself from what :func:`read_file` returns; training writes and reads its
+checkpoints through :func:`write_file` and :func:`read_checkpoint`).
 
 File layout (safetensors): an 8-byte little-endian header length, a JSON header, the raw tensors.
 Our header's ``__metadata__["flatnet_xp"]`` holds a JSON document with the format version, the
@@ -28,32 +32,28 @@ import stat
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from flatnet_xp._atomic import atomic_write_bytes
-from flatnet_xp._compat import to_numpy
 from flatnet_xp._validation import FLOAT_DTYPES, check_layer_sizes
 from flatnet_xp.activations import ACTIVATIONS
 from flatnet_xp.history import History
 from flatnet_xp.layout import Layout
 from flatnet_xp.losses import LOSSES, Loss
-
-if TYPE_CHECKING:
-    from flatnet_xp.network import FlatMLP
-    from flatnet_xp.optim import Optimizer
+from flatnet_xp.schedules import ReduceOnPlateau
 
 __all__ = [
+    "FINISH_REASONS",
     "FORMAT_VERSION",
     "MAX_HEADER_BYTES",
     "Checkpoint",
     "ModelFileError",
-    "load_model",
+    "model_meta",
     "read_checkpoint",
     "read_file",
-    "save_checkpoint",
-    "save_model",
+    "write_file",
 ]
 
 #: Version of the file format written (the metadata's ``format_version``); ``load`` reads only this one.
@@ -92,7 +92,9 @@ def _digest(tensors: dict[str, np.ndarray], canonical_meta: str) -> str:
     return h.hexdigest()
 
 
-def _write(path: Any, tensors: dict[str, np.ndarray], meta: dict[str, Any], name: str) -> None:
+def write_file(path: Any, tensors: dict[str, np.ndarray], meta: dict[str, Any], name: str) -> None:
+    """Write ``tensors`` and ``meta`` (JSON-serialisable) as one safetensors file, atomically, with
+    the format version and the SHA-256 of both added; ``name`` is the argument named in errors."""
     st = _require_safetensors()
     meta = {**meta, "format_version": FORMAT_VERSION}
     meta["sha256"] = _digest(tensors, _canonical_meta(meta))
@@ -108,39 +110,23 @@ def _loss_meta(loss: str | Loss | None) -> dict[str, Any] | None:
     return {"name": loss.name, "scale": loss.scale}
 
 
-def _net_meta(net: FlatMLP, kind: str) -> dict[str, Any]:
-    prep = net.preprocessing
+def model_meta(
+    kind: str,
+    layer_sizes: Any,
+    activations: Any,
+    dtype_name: str,
+    loss: str | Loss | None,
+    preprocessing: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The metadata of a network in a file of ``kind`` (``"model"`` or ``"checkpoint"``)."""
     return {
         "kind": kind,
-        "layer_sizes": list(net.layout.sizes),
-        "activations": list(net.activations),
-        "dtype": net.dtype_name,
-        "loss": _loss_meta(net.loss_),
-        "preprocessing": None if prep is None else prep.to_dict(),
+        "layer_sizes": list(layer_sizes),
+        "activations": list(activations),
+        "dtype": dtype_name,
+        "loss": _loss_meta(loss),
+        "preprocessing": preprocessing,
     }
-
-
-def _finite_params(net: FlatMLP, what: str) -> dict[str, np.ndarray]:
-    w, b = net.get_params()
-    if not (np.all(np.isfinite(w)) and np.all(np.isfinite(b))):
-        raise ValueError(f"{what}: the network's parameters are not all finite; refusing to write a file load rejects")
-    return {"w": w, "b": b}
-
-
-def save_model(net: FlatMLP, path: str | os.PathLike[str]) -> None:
-    """Write ``net`` (architecture, dtype, ``w``, ``b``, loss, preprocessing) to one safetensors file.
-
-    Raises
-    ------
-    ValueError
-        Non-finite parameters; a path that is a directory, device, FIFO or in a missing folder.
-    TypeError
-        ``path`` is not a path.
-    """
-    from flatnet_xp._atomic import check_output_path
-
-    check_output_path(path, "path")
-    _write(path, _finite_params(net, "save"), _net_meta(net, "model"), "path")
 
 
 # ---------------------------------------------------------------------------------------- reading
@@ -272,8 +258,6 @@ def _parse_checkpoint_meta(path: Any, meta: dict[str, Any]) -> None:
         raise _bad(path, f"malformed live flag {meta.get('live')!r}")
     state = meta.get("schedule_state")
     if state is not None:
-        from flatnet_xp.schedules import ReduceOnPlateau
-
         try:
             ReduceOnPlateau(1.0).load_state(state)  # the one stateful schedule: its state's shape
         except ValueError as exc:
@@ -393,77 +377,6 @@ def read_file(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, n
     return meta, tensors
 
 
-def load_model(path: str | os.PathLike[str], backend: Any = None, dtype: Any = None, device: Any = None) -> FlatMLP:
-    """Read a model (or the model inside a checkpoint) onto ``backend`` (default numpy) and ``dtype``."""
-    from flatnet_xp.network import FlatMLP
-
-    meta, tensors = read_file(path)
-    net = FlatMLP(
-        meta["layer_sizes"],
-        meta["activations"],
-        backend=backend or "numpy",
-        dtype=dtype or meta["dtype"],
-        device=device,
-    )
-    net.set_params(tensors["w"], tensors["b"])
-    net.loss_, net.preprocessing = meta["loss"], meta.get("preprocessing")
-    return net
-
-
-# ---------------------------------------------------------------------------------------- checkpoints
-def save_checkpoint(
-    path: str | os.PathLike[str],
-    net: FlatMLP,
-    optimizer: Optimizer,
-    epoch: int,
-    shuffle_entropy: int,
-    history: History,
-    stopper: Any,
-    run: dict[str, Any],
-    finished: str | None = None,
-    live_params: Any = None,
-) -> None:
-    """Write model + optimizer state + epoch + shuffle state + history + run signature, atomically.
-
-    The shuffle state is the entropy from which ``fit`` derives every epoch's order
-    (``SeedSequence(entropy, spawn_key=(rank, epoch))``), so it is complete for every rank.
-    ``finished`` marks the checkpoint ``fit`` writes last (its model is what ``fit`` returned);
-    ``live_params`` are the parameters to continue from when they differ from the model (the
-    best weights were restored at the end of a completed run).
-    """
-    tensors = _finite_params(net, "checkpoint")
-    for name, buf in optimizer.state_buffers().items():
-        tensors[f"opt.{name}"] = np.array(to_numpy(buf))
-    if live_params is not None:
-        tensors["live.params"] = np.array(to_numpy(live_params))
-    hist = history.to_dict()
-    tensors["history.batch_loss"] = np.asarray(hist.pop("batch_loss"), dtype=np.float64)
-    meta = _net_meta(net, "checkpoint") | {
-        "epoch": epoch,
-        "optimizer": {
-            "name": optimizer.name,
-            "t": optimizer.t,
-            "hyperparameters": optimizer.hyperparameters(),
-            "buffers": list(optimizer.buffer_names),
-        },
-        "shuffle": {"entropy": int(shuffle_entropy), "scheme": "SeedSequence(entropy, spawn_key=(rank, epoch))"},
-        "history": hist,
-        "n_batch_loss": int(tensors["history.batch_loss"].shape[0]),
-        "finished": finished,
-        "live": live_params is not None,
-        "run": run,
-        "schedule_state": optimizer.lr.state() if hasattr(optimizer.lr, "state") else None,
-    }
-    if stopper is not None:
-        tensors["early.best_params"] = np.array(to_numpy(stopper.best_params))
-        meta["early_stopping"] = {
-            "best": stopper.best if np.isfinite(stopper.best) else None,
-            "best_epoch": stopper.best_epoch,
-            "wait": stopper.wait,
-        }
-    _write(path, tensors, meta, "checkpoint")
-
-
 @dataclass(frozen=True)
 class Checkpoint:
     """A validated checkpoint, read before anything is changed (see :func:`read_checkpoint`)."""
@@ -531,39 +444,6 @@ class Checkpoint:
                 out.append(f"{key}: checkpoint {_short(a)}, this call {_short(b)}")
         return out
 
-    def restore(self, net: FlatMLP, optimizer: Optimizer, stopper: Any) -> None:
-        """Put the checkpoint's parameters (the live ones of a finished run), optimizer state and
-        early-stopping state into ``net``, ``optimizer`` and ``stopper``."""
-        t = self.tensors
-        lay = net.layout
-        params = t["live.params"] if self.meta["live"] else np.concatenate([t["w"], t["b"]])
-        net.set_params(params[: lay.w_len], params[lay.w_len :])
-        optimizer.bind(net)
-        be = net._be
-        optimizer.state = {
-            name: _into(be, t[f"opt.{name}"], net.dtype, optimizer.state.get(name)) for name in optimizer.buffer_names
-        }
-        optimizer.t = int(self.meta["optimizer"]["t"])
-        if self.meta.get("schedule_state") is not None and hasattr(optimizer.lr, "load_state"):
-            optimizer.lr.load_state(self.meta["schedule_state"])
-        early = self.meta.get("early_stopping")
-        if stopper is not None and early is not None:
-            stopper.best_params = _into(be, t["early.best_params"], net.dtype, stopper.best_params)
-            stopper.best = math.inf if early["best"] is None else float(early["best"])
-            stopper.best_epoch, stopper.wait = early["best_epoch"], early["wait"]
-
-    def restore_model(self, net: FlatMLP) -> None:
-        """The model ``fit`` returned (a finished run's final weights)."""
-        net.set_params(self.tensors["w"], self.tensors["b"])
-
-
-def _into(be: Any, host: np.ndarray, dtype: Any, buf: Any) -> Any:
-    """``host`` copied into ``buf`` (mutable backends) or as a new backend array."""
-    arr = be.asarray(host, dtype=dtype)
-    if buf is None or not be.mutable:
-        return arr
-    return be.ops.copy(arr, buf)
-
 
 def _describe_array(entry: Any) -> str:
     if not isinstance(entry, dict):
@@ -600,26 +480,3 @@ def read_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         if name != "history.batch_loss" and not np.all(np.isfinite(tensor)):
             raise ModelFileError(f"{path}: tensor {name!r} holds NaN or infinity")
     return Checkpoint(os.fspath(path), meta, tensors)
-
-
-def fingerprint(data: Any) -> dict[str, Any] | None:
-    """Shape, dtype and BLAKE2b hash of a dataset's X, Y and sample weights, hashed in chunks
-    of rows (no full copy; GPU arrays are copied to the host one chunk at a time)."""
-    if data is None:
-        return None
-    out: dict[str, Any] = {}
-    for name, arr in (("X", data.X), ("Y", data.Y), ("sample_weight", data.sample_weight)):
-        if arr is None:
-            continue
-        h = hashlib.blake2b(digest_size=16)
-        n = int(arr.shape[0])
-        per_row = max(1, int(np.prod(arr.shape[1:])))
-        step = max(1, (1 << 20) // per_row)
-        for lo in range(0, n, step):
-            h.update(np.ascontiguousarray(data.host_rows(arr, slice(lo, min(lo + step, n)))).tobytes())
-        out[name] = {
-            "shape": [int(s) for s in arr.shape],
-            "dtype": str(arr.dtype).rsplit(".", 1)[-1],
-            "blake2b": h.hexdigest(),
-        }
-    return out

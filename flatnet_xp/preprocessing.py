@@ -252,7 +252,7 @@ class Preprocessing:
 
     def unscale_target(self, outputs: Any) -> np.ndarray:
         """The network's regression outputs in the target's units (inverse of :meth:`scale_target`)."""
-        from flatnet_xp._compat import to_numpy
+        from flatnet_xp.backends import to_numpy
 
         z = np.asarray(to_numpy(outputs), dtype=np.float64)
         if self.target_mean is None or self.target_scale is None:
@@ -355,7 +355,7 @@ class Preprocessing:
 
 def _as_matrix(X: Any, n_features: int) -> np.ndarray:
     """``X`` as a finite 2-D float64 NumPy array with ``n_features`` columns (a view where possible)."""
-    from flatnet_xp._compat import to_numpy
+    from flatnet_xp.backends import to_numpy
 
     x = to_numpy(X)
     if x.dtype.kind not in "biuf":

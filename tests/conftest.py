@@ -7,7 +7,7 @@ import importlib.util
 import numpy as np
 import pytest
 
-from flatnet_xp._compat import get_backend, to_numpy
+from flatnet_xp.backends import get_backend, to_numpy
 
 
 def backend_unavailable(name: str) -> str | None:
@@ -50,10 +50,9 @@ def xp(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     ``torch-cuda`` runs the torch backend with CUDA as its default device (the name is "torch").
     """
     if request.param == "torch_cuda":
-        from flatnet_xp import _compat
+        from flatnet_xp.backends.torch import TorchBackend
 
-        resolve = _compat._RESOLVE["torch"]
-        monkeypatch.setitem(_compat._RESOLVE, "torch", lambda native, device: resolve(native, device or "cuda"))
+        monkeypatch.setattr(TorchBackend, "default_device", "cuda")
         return "torch"
     return str(request.param)
 

@@ -186,14 +186,14 @@ def test_huge_sample_weights_train_like_uniform_weights():
 
 
 def test_fit_refuses_a_network_whose_training_memory_does_not_fit(monkeypatch):
-    from flatnet_xp import network
+    from flatnet_xp import _memory
 
     sizes = [2, 1_000_000, 2]
     n_params = fx.Layout(sizes).n_params
     # Enough for parameters and gradients (what FlatMLP checks), far from Adam's state and the
     # activations of a batch of 32 x 1e6 (what fit allocates); in the CLI on a real machine the same
     # shape ([2, 100000000, 2]) is killed by the kernel's OOM killer (exit 137) instead.
-    monkeypatch.setattr(network, "_available_memory", lambda: 2 * (n_params + 5) * 4 + 1_000_000)
+    monkeypatch.setattr(_memory, "available_memory", lambda: 2 * (n_params + 5) * 4 + 1_000_000)
     net = fx.FlatMLP(sizes, ["relu", "identity"], seed=0)
     X, Y = np.ones((64, 2)), np.ones((64, 2))
     with pytest.raises(ValueError, match="bytes"):
@@ -223,7 +223,7 @@ def test_jax_warmup_over_a_host_schedule(base):
 
 @needs_jax
 def test_jax_new_network_same_configuration_reuses_the_compiled_epoch():
-    from flatnet_xp import compiled
+    from flatnet_xp.engines import compiled
 
     X, Y = _regression(32)
 
@@ -238,7 +238,7 @@ def test_jax_new_network_same_configuration_reuses_the_compiled_epoch():
 
 @needs_jax
 def test_jax_host_schedule_does_not_recompile_every_fit():
-    from flatnet_xp import compiled
+    from flatnet_xp.engines import compiled
 
     X, Y = _regression(32)
     net = fx.FlatMLP([3, 5, 2], backend="jax", seed=0)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import flatnet_xp as fx
-from flatnet_xp._compat import get_backend, to_numpy
+from flatnet_xp.backends import get_backend, to_numpy
 
 
 @pytest.mark.parametrize(

@@ -264,7 +264,7 @@ def test_jax_peer_runs_float32_and_keeps_training_across_calls():
 
 # ----------------------------------------------------------------------------- backends and jobs
 def flatnet_jax_resolves() -> bool:
-    from flatnet_xp._compat import get_backend
+    from flatnet_xp.backends import get_backend
 
     try:
         get_backend("jax")
@@ -302,7 +302,8 @@ class FakeJaxNet:
         import jax.numpy as jnp
 
         self.x64_at_init = jax.config.jax_enable_x64
-        self._be = types.SimpleNamespace(asarray=lambda x, dtype=None: jnp.asarray(x, dtype=dtype), is_gpu=False)
+        backend = types.SimpleNamespace(asarray=lambda x, dtype=None: jnp.asarray(x, dtype=dtype), is_gpu=False)
+        self.flat_params = types.SimpleNamespace(backend=backend)
         self.dtype = getattr(jnp, dtype)
         self.params = jnp.zeros(3, dtype=self.dtype)
         self.fits: list[tuple] = []

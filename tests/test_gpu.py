@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import flatnet_xp as fx
-from flatnet_xp._compat import to_numpy
+from flatnet_xp.backends import to_numpy
 from tests.conftest import backend_unavailable
 
 GPU_BACKENDS = [
@@ -59,8 +59,8 @@ def count_host_reads(backend: str) -> Iterator[list[str]]:
 def test_fit_reads_the_device_a_few_times_per_epoch_not_per_step(backend, device):
     rng = np.random.default_rng(0)
     net = fx.FlatMLP([20, 64, 3], ["relu", "identity"], backend=backend, device=device, seed=0)
-    X = net._be.asarray(rng.normal(size=(400, 20)), dtype=net.dtype)
-    y = net._be.asarray(rng.integers(0, 3, size=400))
+    X = net.flat_params.backend.asarray(rng.normal(size=(400, 20)), dtype=net.dtype)
+    y = net.flat_params.backend.asarray(rng.integers(0, 3, size=400))
     kw = dict(batch_size=8, loss="cross_entropy", optimizer=fx.Adam(1e-3), shuffle=False, progress=False)
     net.fit(X, y, epochs=1, **kw)  # warm caches and allocations
     with count_host_reads(backend) as reads:

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import flatnet_xp as fx
-from flatnet_xp._compat import to_numpy
 from flatnet_xp.activations import ACTIVATIONS
+from flatnet_xp.backends import to_numpy
 from flatnet_xp.losses import LOSSES
 from tests.conftest import assert_close
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import flatnet_xp as fx
-from flatnet_xp._compat import to_numpy
+from flatnet_xp.backends import to_numpy
 from tests.conftest import assert_close
 
 
@@ -82,7 +82,7 @@ def test_forward_matches_the_seed_formula(xp, acts, rng):
 def test_forward_accepts_backend_arrays(xp, rng):
     net = fx.FlatMLP([4, 3], backend=xp, dtype="float64", seed=0)
     X = rng.normal(size=(5, 4))
-    assert_close(net.forward(net._be.asarray(X)), net.forward(X))
+    assert_close(net.forward(net.flat_params.backend.asarray(X)), net.forward(X))
 
 
 def test_same_seed_gives_same_initial_weights_on_every_backend(xp):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import flatnet_xp as fx
-from flatnet_xp._compat import to_numpy
+from flatnet_xp.backends import to_numpy
 from flatnet_xp.losses import LOSSES
 from tests.conftest import assert_close
 
@@ -63,10 +63,10 @@ def test_optimizer_matches_torch_optim_step_by_step(xp, case):
     topt = getattr(torch.optim, torch_name)(
         [{"params": [tw], "weight_decay": wd}, {"params": [tb], "weight_decay": 0.0}], **kwargs
     )
-    data = net._dataset(X, Y, "mse")
+    data = net.flat_params.dataset(X, Y, "mse")
     for step in range(6):
         x, y, _ = data.batch(slice(3 * step, 3 * step + 5))
-        net._loss_and_grad(x, y, LOSSES["mse"])
+        net.flat_params.loss_and_grad_into(x, y, None, LOSSES["mse"])
         g = to_numpy(net.grads)
         tw.grad, tb.grad = torch.tensor(g[: net.layout.w_len]), torch.tensor(g[net.layout.w_len :])
         if opt.clip_norm is not None:
@@ -93,9 +93,11 @@ def test_blocked_threaded_update_equals_the_whole_buffer_update(case, monkeypatc
     for net in nets.values():
         opt = make()
         for _ in range(3):
-            net._loss_and_grad(net._be.asarray(X), net._be.asarray(Y), LOSSES["mse"])
+            net.flat_params.loss_and_grad_into(
+                net.flat_params.backend.asarray(X), net.flat_params.backend.asarray(Y), None, LOSSES["mse"]
+            )
             opt.step(net)
-    assert opt._blocks.threads == 1  # strict: one call
+    assert net.flat_params.optimizer_state.blocks.threads == 1  # strict: one call
     assert_close(nets["numpy"].params, nets["array_api_strict"].params, rtol=1e-13, atol=1e-15)
 
 
@@ -104,14 +106,15 @@ def test_numpy_large_buffers_use_blocks_and_threads(monkeypatch):
     net = fx.FlatMLP([1000, 1100], "identity", dtype="float32")
     opt = fx.SGD(lr=0.1)
     opt.bind(net)
-    assert opt._blocks.blocked and opt._blocks.threads == 3
+    blocks = net.flat_params.optimizer_state.blocks
+    assert blocks.blocked and blocks.threads == 3
 
 
 def test_clip_norm_bounds_the_flat_gradient():
     net, X, Y = _problem("numpy")
     opt = fx.SGD(lr=1.0, clip_norm=1e-3)
     before = net.params.copy()
-    net._loss_and_grad(X, Y, LOSSES["mse"])
+    net.flat_params.loss_and_grad_into(X, Y, None, LOSSES["mse"])
     raw = np.linalg.norm(net.grads)
     opt.step(net)
     assert raw > 1e-3
@@ -144,7 +147,7 @@ def test_optimizer_follows_its_schedule():
     sched = fx.StepDecay(0.1, step_size=1, gamma=0.5)
     opt = fx.SGD(lr=sched)
     for _ in range(3):
-        net._loss_and_grad(X, Y, LOSSES["mse"])
+        net.flat_params.loss_and_grad_into(X, Y, None, LOSSES["mse"])
         g, before = net.grads.copy(), net.params.copy()
         opt.step(net)
         lrs.append(float(np.mean((before - net.params)[g != 0] / g[g != 0])))
@@ -207,7 +210,7 @@ def test_reduce_on_plateau_stops_fit_when_its_rate_would_fall_below_its_floor():
 
 def test_identical_jax_networks_share_their_compiled_epoch():
     pytest.importorskip("jax")
-    from flatnet_xp import compiled
+    from flatnet_xp.engines import compiled
 
     _, X, Y = _problem("numpy")
     kw = dict(epochs=2, batch_size=4, optimizer=fx.SGD(0.1), progress=False)

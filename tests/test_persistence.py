@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import flatnet_xp as fx
-from flatnet_xp._compat import to_numpy
+from flatnet_xp.backends import to_numpy
 from flatnet_xp.persistence import MAX_HEADER_BYTES, read_file
 from tests.conftest import assert_close
 

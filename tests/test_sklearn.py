@@ -22,7 +22,7 @@ from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
-from flatnet_xp._compat import to_numpy  # noqa: E402
+from flatnet_xp.backends import to_numpy  # noqa: E402
 from flatnet_xp.sklearn import FlatMLPClassifier, FlatMLPRegressor  # noqa: E402
 from tests.conftest import backend_unavailable  # noqa: E402
 

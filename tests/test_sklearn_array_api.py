@@ -24,7 +24,7 @@ from sklearn.datasets import load_iris
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from flatnet_xp._compat import to_numpy
+from flatnet_xp.backends import to_numpy
 from flatnet_xp.sklearn import FlatMLPClassifier, FlatMLPRegressor
 
 DISPATCH = os.environ.get("SCIPY_ARRAY_API") == "1"

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import flatnet_xp as fx
-import flatnet_xp.solvers as solvers
-from flatnet_xp._compat import to_numpy
+import flatnet_xp.engines.lbfgs as lbfgs
+from flatnet_xp.backends import to_numpy
 from tests.conftest import assert_close
 
 pytest.importorskip("scipy")
@@ -46,8 +46,8 @@ def test_lbfgs_agrees_across_backends(xp):
 def test_the_objective_hands_scipy_the_gradient_buffer_itself_on_numpy_float64():
     X, Y = problem()
     model = net()
-    data = model._dataset(X, Y, "mse")
-    objective = solvers._Objective(model, data, fx.LOSSES["mse"], 0.0)
+    data = model.flat_params.dataset(X, Y, "mse")
+    objective = lbfgs._Objective(model.flat_params, data, fx.LOSSES["mse"], 0.0)
     value, grad = objective(np.asarray(model.params, dtype=np.float64).copy())
     # no packing: the flat gradient buffer itself is scipy's vector
     assert grad.ctypes.data == model.grads.ctypes.data and grad.shape == model.grads.shape
@@ -58,8 +58,11 @@ def test_the_objective_hands_scipy_the_gradient_buffer_itself_on_numpy_float64()
 def test_the_objective_is_consistent_with_its_gradient(weight_decay):
     X, Y = problem(40)
     model = net()
-    objective = solvers._Objective(
-        model, model._dataset(X, Y, "mse", sample_weight=np.arange(40.0)), fx.LOSSES["mse"], weight_decay
+    objective = lbfgs._Objective(
+        model.flat_params,
+        model.flat_params.dataset(X, Y, "mse", sample_weight=np.arange(40.0)),
+        fx.LOSSES["mse"],
+        weight_decay,
     )
     x0 = np.asarray(model.params, dtype=np.float64).copy()
     _, grad = objective(x0.copy())
@@ -76,7 +79,7 @@ def test_large_data_is_evaluated_in_chunks_with_the_same_result(monkeypatch):
     X, Y = problem(100)
     whole = net()
     whole.fit(X, Y, optimizer=fx.LBFGS(max_iter=15), progress=False)
-    monkeypatch.setattr(solvers, "CHUNK_ROWS", 7)
+    monkeypatch.setattr(lbfgs, "CHUNK_ROWS", 7)
     chunked = net()
     chunked.fit(X, Y, optimizer=fx.LBFGS(max_iter=15), progress=False)
     assert_close(chunked.params, whole.params, rtol=1e-8, atol=1e-10)

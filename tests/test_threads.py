@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import flatnet_xp as fx
-from flatnet_xp._compat import to_numpy
+from flatnet_xp.backends import to_numpy
 
 N_THREADS, CALLS = 4, 25
 

@@ -201,7 +201,7 @@ def test_fit_does_not_modify_the_callers_arrays(xp):
 
 def test_fit_uses_data_in_the_networks_dtype_without_copying():
     net, X, Y = net_and_data()
-    data = net._dataset(X, Y, "mse")
+    data = net.flat_params.dataset(X, Y, "mse")
     x, _, _ = data.batch(slice(0, 4))
     assert np.shares_memory(x, X)
 
@@ -356,14 +356,14 @@ def test_evaluate_and_score_refuse_inputs_that_would_give_a_wrong_answer(method,
 
 
 def test_second_fit_does_not_count_optimizer_state_it_already_has(monkeypatch):
-    from flatnet_xp import network
+    from flatnet_xp import _memory
 
     net = fx.FlatMLP([2, 2_000_000, 2], ["relu", "identity"], seed=0)
     X, Y = np.ones((4, 2)), np.ones((4, 2))
     opt = fx.Adam(lr=1e-3)
     net.fit(X, Y, epochs=1, optimizer=opt, progress=False)  # allocates Adam's two buffers
     param_bytes = net.layout.n_params * 4
-    monkeypatch.setattr(network, "_available_memory", lambda: int(5.5 * param_bytes))  # 3 copies + activations fit
+    monkeypatch.setattr(_memory, "available_memory", lambda: int(5.5 * param_bytes))  # 3 copies + activations fit
     net.fit(X, Y, epochs=1, optimizer=opt, progress=False)  # needs the snapshot only: 3 copies
     with pytest.raises(ValueError, match="bytes"):
         net.fit(X, Y, epochs=1, optimizer=fx.Adam(lr=1e-3), progress=False)  # a new Adam: 5 copies

@@ -132,7 +132,7 @@ def flatnet_runner(cfg: Config, steps: int, backend: str, device: Any = None) ->
     with scope():
         net = fx.FlatMLP(cfg.sizes, cfg.activations, backend=backend, dtype=cfg.dtype, seed=0, device=device)
         Xh, Yh = make_data(cfg, steps)
-        be = net._be
+        be = net.flat_params.backend
         X = be.asarray(Xh, dtype=net.dtype)
         Y = be.asarray(Yh) if cfg.loss == "cross_entropy" else be.asarray(Yh, dtype=net.dtype)
     opt = fx.SGD(lr=LR)

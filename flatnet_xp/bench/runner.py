@@ -86,7 +86,7 @@ def _flatnet_jax() -> Any:
     """
     if not _has("jax"):
         return None
-    from flatnet_xp._compat import get_backend
+    from flatnet_xp.backends import get_backend
 
     try:
         return get_backend("jax")
@@ -342,9 +342,9 @@ def run_benchmarks(
 
 def _bar(total: int, enabled: bool) -> Any:
     """A tqdm bar on stderr when ``enabled`` and stderr is a terminal (and tqdm is installed), else None."""
-    from flatnet_xp.training import _progress_wanted
+    from flatnet_xp.training.run import progress_wanted
 
-    if not (enabled and _progress_wanted(None)):
+    if not (enabled and progress_wanted(None)):
         return None
     from tqdm import tqdm
 

@@ -236,9 +236,9 @@ def refuse_same_file(*named: tuple[str, Path | None]) -> None:
 def check_backend(backend: str, device: str | None) -> Any:
     """Resolve ``--backend``/``--device`` now (before reading data or training) or raise CliError.
 
-    Returns the resolved :class:`flatnet_xp._compat.Backend`.
+    Returns the resolved :class:`flatnet_xp.backends.Backend`.
     """
-    from flatnet_xp._compat import get_backend
+    from flatnet_xp.backends import get_backend
 
     if backend in ("numpy", "array_api_strict") and device not in (None, "cpu"):
         gpu = " for a GPU use --backend torch --device cuda, or --backend cupy" if "cuda" in str(device) else ""

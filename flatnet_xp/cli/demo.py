@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from flatnet_xp._compat import BACKENDS
+from flatnet_xp.backends import BACKENDS
 from flatnet_xp.cli._common import CliError, check_backend, check_output, have_module
 
 __all__ = ["add_parser", "run"]

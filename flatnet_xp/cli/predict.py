@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from flatnet_xp._compat import BACKENDS
+from flatnet_xp.backends import BACKENDS
 from flatnet_xp.cli._common import CliError, check_backend, check_input, check_output, refuse_same_file
 
 __all__ = ["add_parser", "predictions_csv", "run"]
@@ -65,7 +65,7 @@ def _load(path: Path, backend: str, device: str | None) -> tuple[Any, Any]:
 
 def predictions_csv(net: Any, prep: Any, X: np.ndarray, proba: bool) -> str:
     """The predictions for raw rows ``X`` as CSV text with a header (see the command's description)."""
-    from flatnet_xp._compat import to_numpy
+    from flatnet_xp.backends import to_numpy
 
     Z = prep.transform(X)
     column = prep.target_name or "prediction"

@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from flatnet_xp._compat import BACKENDS
 from flatnet_xp.activations import ACTIVATIONS
+from flatnet_xp.backends import BACKENDS
 from flatnet_xp.cli._common import (
     CliError,
     check_backend,

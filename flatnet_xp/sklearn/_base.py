@@ -24,10 +24,10 @@ from sklearn.utils._array_api import get_namespace
 from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from flatnet_xp._compat import precision, to_numpy
 from flatnet_xp._data import _gather
 from flatnet_xp._validation import check_dtype
 from flatnet_xp.activations import sigmoid
+from flatnet_xp.backends import to_numpy
 from flatnet_xp.history import DivergenceError
 from flatnet_xp.losses import softmax
 from flatnet_xp.network import FlatMLP
@@ -340,13 +340,13 @@ class FlatMLPBase(BaseEstimator):
         validation_data = None
         if plan.val is not None:
             Xv, Tv, swv = plan.val
-            Tv_backend = net._be.asarray(Tv, dtype=net.dtype if Tv.dtype.kind == "f" else None)
+            Tv_backend = net.flat_params.backend.asarray(Tv, dtype=net.dtype if Tv.dtype.kind == "f" else None)
             if plan.targets.loss == "binary_log_loss" and plan.targets.n_outputs > 1:  # multilabel: subset accuracy
                 monitor.val_score = lambda net, history: subset_accuracy(net, Xv, Tv_backend, swv)
             else:
                 validation_data = (Xv, Tv_backend, swv)
                 monitor.val_score = lambda net, history: history.val_score[-1]
-        T = net._be.asarray(plan.T, dtype=net.dtype if plan.T.dtype.kind == "f" else None)
+        T = net.flat_params.backend.asarray(plan.T, dtype=net.dtype if plan.T.dtype.kind == "f" else None)
         self._orders = plan.orders
         self.n_iter_ = 0
         try:
@@ -377,7 +377,7 @@ class FlatMLPBase(BaseEstimator):
         solver = LBFGS(max_iter=int(self.max_iter), max_fun=int(self.max_fun), tol=float(self.tol),
                        weight_decay=float(self.alpha) / weight_total)  # fmt: skip
         loss, factor = scikit_learn_loss(plan.targets.loss, plan.targets.n_outputs)
-        T = net._be.asarray(plan.T, dtype=net.dtype if plan.T.dtype.kind == "f" else None)
+        T = net.flat_params.backend.asarray(plan.T, dtype=net.dtype if plan.T.dtype.kind == "f" else None)
         try:
             history = net.fit(plan.X, T, optimizer=solver, loss=loss, sample_weight=plan.sample_weight, progress=False)
         except DivergenceError as exc:
@@ -403,7 +403,7 @@ class FlatMLPBase(BaseEstimator):
         net = self.net_
         z = net.predict(X)
         xp = net.xp
-        with precision(net._be, net.dtype):
+        with net.flat_params.backend.precision(net.dtype_name):
             if self.out_activation_ == "exp":
                 z = xp.exp(z)
             elif self.out_activation_ == "logistic":

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from flatnet_xp._compat import precision
+from flatnet_xp.params import Snapshot
 
 if TYPE_CHECKING:
     from flatnet_xp.history import History
@@ -101,24 +101,17 @@ class SampleOrders:
 
 def snapshot(net: FlatMLP, into: Any = None) -> Any:
     """A flat copy of the parameters (into ``into`` when given); JAX arrays are immutable: no copy."""
-    be = net._be
-    if not be.mutable:
-        return net.params
-    return be.ops.copy(net.params) if into is None else be.ops.copy(net.params, into)
+    return net.flat_params.snapshot(None if into is None else Snapshot(into)).flat
 
 
 def restore(net: FlatMLP, saved: Any) -> None:
     """Put a :func:`snapshot` back."""
-    be = net._be
-    if be.mutable:
-        be.ops.copy(saved, net.params)
-    else:
-        net.params = saved
+    net.flat_params.restore(Snapshot(saved))
 
 
 def squared_weight_norm(net: FlatMLP) -> float:
     """``||w||^2`` over all weights (biases excluded): scikit-learn's L2 penalty without its factor."""
-    with precision(net._be, net.dtype):
+    with net.flat_params.backend.precision(net.dtype_name):
         w = net.w
         return float(net.xp.vecdot(w, w))
 
@@ -226,5 +219,5 @@ def subset_accuracy(net: FlatMLP, X: Any, Y: Any, sample_weight: Any) -> float:
     hits = xp.astype(xp.all((z > 0) == (Y > 0.5), axis=1), xp.float64)
     if sample_weight is None:
         return float(xp.mean(hits))
-    w = net._be.asarray(sample_weight, dtype=xp.float64)
+    w = net.flat_params.backend.asarray(sample_weight, dtype=xp.float64)
     return float(xp.sum(hits * w) / xp.sum(w))

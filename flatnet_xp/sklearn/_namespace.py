@@ -16,8 +16,8 @@ import array_api_compat
 import numpy as np
 from sklearn import get_config
 
-from flatnet_xp._compat import array_namespace, to_numpy
 from flatnet_xp._validation import is_sparse
+from flatnet_xp.backends import array_namespace, to_numpy
 
 __all__ = ["auto_backend", "dispatching", "is_device_array", "is_host_input", "like_input"]
 

@@ -9,7 +9,7 @@ from sklearn.base import RegressorMixin
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import column_or_1d
 
-from flatnet_xp._compat import to_numpy
+from flatnet_xp.backends import to_numpy
 from flatnet_xp.sklearn._base import FlatMLPBase, Targets
 from flatnet_xp.sklearn._namespace import like_input
 from flatnet_xp.sklearn._params import check_choice, stochastic

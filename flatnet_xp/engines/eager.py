@@ -1,8 +1,7 @@
 """One epoch of ``fit`` on a mutable backend (NumPy, CuPy, PyTorch, array-api-strict), step by step.
 
-The compiled counterpart for JAX is :mod:`flatnet_xp.compiled`; both give :func:`flatnet_xp.training.fit`
-the same interface (``n_batches``, ``batch_sizes``, ``run(epoch, order, bar)`` returning each step's
-loss).
+The compiled counterpart for JAX is :mod:`.compiled`; both give the training loop the same interface
+(``plan`` and ``run(epoch, order, bar)`` returning each step's loss as a host array).
 """
 
 from __future__ import annotations
@@ -13,14 +12,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from flatnet_xp import functional as F
-from flatnet_xp._compat import to_numpy
+from flatnet_xp.backends import to_numpy
 from flatnet_xp.distributed import RemoteRankError
+from flatnet_xp.engines.plan import BatchPlan, check_epoch
 from flatnet_xp.history import DivergenceError
+from flatnet_xp.params import FlatParams, Snapshot
 
 if TYPE_CHECKING:
     from flatnet_xp._data import Dataset
     from flatnet_xp.losses import Loss
-    from flatnet_xp.network import FlatMLP
     from flatnet_xp.optim import Optimizer
 
 __all__ = ["EagerEpochs"]
@@ -46,100 +46,90 @@ class EagerEpochs:
     flag reads of :mod:`flatnet_xp.distributed` (every 32 steps on GPUs).
     """
 
-    def __init__(self, net: FlatMLP, data: Dataset, loss: Loss, optimizer: Optimizer, batch_size: int, dist: Any):
-        self.net, self.data, self.loss, self.optimizer, self.dist = net, data, loss, optimizer, dist
-        self.batch_size = batch_size
-        n = data.n
-        self.n_batches = -(-n // batch_size)
-        self.batch_sizes = np.minimum(batch_size, n - np.arange(self.n_batches) * batch_size).astype(np.float64)
-        be, xp = net._be, net.xp
+    def __init__(
+        self, params: FlatParams, data: Dataset, loss: Loss, optimizer: Optimizer, plan: BatchPlan, dist: Any
+    ) -> None:
+        self.params, self.data, self.loss, self.optimizer, self.dist, self.plan = (
+            params,
+            data,
+            loss,
+            optimizer,
+            dist,
+            plan,
+        )
+        be = params.backend
         self.lazy = be.is_gpu
-        net.grads  # noqa: B018 - allocates the gradient buffer and its views
-        self._grad_views = net._grad_views
-        self._ws = {m: F.Workspace(net._spec, m) for m in {min(batch_size, n), n - (self.n_batches - 1) * batch_size}}
-        self._snapshot: dict[str, Any] | None = None
+        self._grad_views = params.grad_views
+        self._ws = {m: F.Workspace(params.spec, m) for m in {plan.batch_size, plan.last_size}}
+        self._snapshot: Snapshot | None = None
+        self._state = optimizer.state_of(params)
         if self.lazy:
-            self.dev_losses = xp.zeros(self.n_batches, dtype=xp.float64, device=be.device)
-        self.host_losses = np.zeros(self.n_batches)
+            self.dev_losses = params.xp.zeros(plan.n_batches, dtype=params.xp.float64, device=be.device)
+        self.host_losses = np.zeros(plan.n_batches)
         # On a GPU with the data already there, an epoch's order goes to the device once, not per step.
         self._device_order = (
             self.lazy and data._x_native and (data.labels or data._y_native) and data.sample_weight is None
         )
 
-    def _step(self, step: int, order: np.ndarray | None) -> Any:
+    def _step(self, step: int, order: Any) -> Any:
         """One step; returns the (averaged) batch loss as a 0-d array."""
-        net, bs = self.net, self.batch_size
-        lo = step * bs
-        hi = min(lo + bs, self.data.n)
-        x, y, sw = self.data.batch(slice(lo, hi) if order is None else order[lo:hi])
-        value, _ = F.loss_and_grad(net._spec, net._views, x, y, sw, self.loss, self._ws[hi - lo], self._grad_views)
+        p = self.params
+        rows = self.plan.rows(step, order)
+        x, y, sw = self.data.batch(rows)
+        ws = self._ws[int(x.shape[0])]
+        value, _ = F.loss_and_grad(p.spec, p.views, x, y, sw, self.loss, ws, self._grad_views)
         if self.dist is not None:
-            value = self.dist.allreduce_step(net, value)
-        self.optimizer.step(net)
+            value = self.dist.allreduce_step(value)
+        self.optimizer.apply(p, self._state)
         return value
-
-    def _take_snapshot(self) -> None:
-        ops, opt = self.net._be.ops, self.optimizer
-        snap = self._snapshot
-        if snap is None:
-            snap = self._snapshot = {"params": ops.copy(self.net.params)}
-            snap.update({f"opt.{k}": ops.copy(v) for k, v in opt.state.items()})
-        else:
-            ops.copy(self.net.params, snap["params"])
-            for k, v in opt.state.items():
-                ops.copy(v, snap[f"opt.{k}"])
-        snap["t"] = opt.t
-
-    def _restore_snapshot(self) -> None:
-        assert self._snapshot is not None
-        ops, opt, snap = self.net._be.ops, self.optimizer, self._snapshot
-        ops.copy(snap["params"], self.net.params)
-        for k, v in opt.state.items():
-            ops.copy(snap[f"opt.{k}"], v)
-        opt.t = snap["t"]
 
     def run(self, epoch: int, order: np.ndarray | None, bar: Any) -> np.ndarray:
         """Train one epoch in ``order`` (None: data order); returns each step's loss (host array)."""
-        lazy, host_losses, isfinite = self.lazy, self.host_losses, math.isfinite
+        lazy, host_losses, isfinite, p = self.lazy, self.host_losses, math.isfinite, self.params
         bar.start_epoch(epoch)
-        self._take_snapshot()
+        self._state = self.optimizer.state_of(p)
+        self._snapshot = p.snapshot(self._snapshot, optimizer=True)
+        steps: Any = order
         if order is not None and self._device_order:
-            order = self.net._be.asarray(order)
+            steps = p.backend.asarray(order)
         lv = math.nan
-        for step in range(self.n_batches):
+        for step in range(self.plan.n_batches):
             try:
-                value = self._step(step, order)
+                value = self._step(step, steps)
             except RemoteRankError:
-                self._restore_snapshot()  # steps after the remote failure used a partial gradient
+                p.restore(self._snapshot)  # steps after the remote failure used a partial gradient
                 raise
             if lazy:
                 self.dev_losses[step] = value
             else:
                 lv = float(value)
                 if not isfinite(lv):
-                    self._diverged(epoch, order)
+                    self._diverged(epoch, steps)
                 host_losses[step] = lv
             if bar.enabled and step % bar.stride == 0:
                 bar.batches(step + 1, None if lazy else lv)
         if lazy:
             host_losses[:] = np.asarray(to_numpy(self.dev_losses), dtype=np.float64)
-            if not (np.all(np.isfinite(host_losses)) and self.optimizer.all_finite(self.net)):
-                self._restore_snapshot()
-                raise DivergenceError.epoch_restored(epoch, host_losses)
-        elif not self.optimizer.all_finite(self.net):
-            self._diverged(epoch, order)
+            try:
+                check_epoch(epoch, host_losses, p.all_finite())
+            except DivergenceError:
+                p.restore(self._snapshot)
+                raise
+        elif not p.all_finite():
+            self._diverged(epoch, steps)
         return host_losses
 
-    def _diverged(self, epoch: int, order: np.ndarray | None) -> None:
+    def _diverged(self, epoch: int, order: Any) -> None:
         """Find the first failing step by replaying the epoch from its snapshot with every check,
         leave the state from before that step, and raise."""
-        self._restore_snapshot()
-        opt, net = self.optimizer, self.net
-        for step in range(self.n_batches):
+        p, snap = self.params, self._snapshot
+        assert snap is not None
+        p.restore(snap)
+        for step in range(self.plan.n_batches):
             value = float(self._step(step, order))
-            if not math.isfinite(value) or not opt.all_finite(net):
+            if not math.isfinite(value) or not p.all_finite():
                 what = "loss" if not math.isfinite(value) else "gradient or update"
-                self._restore_snapshot()
+                p.restore(snap)
                 for s in range(step):  # deterministic: the same steps give the same state
                     self._step(s, order)
                 raise DivergenceError(
@@ -148,7 +138,7 @@ class EagerEpochs:
                     epoch + 1,
                     step + 1,
                 )
-        self._restore_snapshot()  # not reproduced (a non-deterministic kernel): the epoch's start
+        p.restore(snap)  # not reproduced (a non-deterministic kernel): the epoch's start
         raise DivergenceError(  # pragma: no cover - deterministic backends always reproduce it
             f"non-finite loss, gradient or update at epoch {epoch + 1}; the parameters and optimizer state were "
             "restored to those at the start of this epoch: lower the learning rate or set clip_norm",
