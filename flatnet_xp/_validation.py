@@ -140,6 +140,11 @@ def _torch_tensor(value: Any, name: str) -> Any:
             f"{name}: torch sparse tensors ({value.layout}) are not supported; pass X.to_dense(), or a "
             "scipy.sparse matrix (densified one batch at a time)"
         )
+    if value.device.type == "meta":
+        raise ValueError(
+            f"{name}: a torch tensor of shape {tuple(value.shape)} on the meta device has no values; "
+            "materialize it first"
+        )
     return value.detach() if value.requires_grad else value
 
 

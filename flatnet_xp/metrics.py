@@ -77,7 +77,8 @@ def evaluate_dataset(
     total = correct = res = 0.0
     bad: Any = False
     classify = loss.classification
-    with be.precision(params.dtype_name):
+    # An overflow is reported below (check) as a ValueError, never as a NumPy warning.
+    with be.precision(params.dtype_name), np.errstate(all="ignore"):
         for start in range(0, data.n, step):
             stop = min(start + step, data.n)
             x, y, sw = data.batch(slice(start, stop), normalize="global")

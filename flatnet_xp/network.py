@@ -33,7 +33,7 @@ from flatnet_xp.layout import Layout
 from flatnet_xp.losses import Loss, get_loss, softmax
 from flatnet_xp.metrics import evaluate_dataset, raise_overflow
 from flatnet_xp.optim import Optimizer
-from flatnet_xp.params import GRAD_EXTRA_SLOTS, FlatParams
+from flatnet_xp.params import GRAD_EXTRA_SLOTS, FlatParams, Head
 from flatnet_xp.solvers import LBFGS
 from flatnet_xp.training import RunSpec
 from flatnet_xp.training import fit as run_fit
@@ -69,6 +69,18 @@ def _check_seed(seed: Any) -> np.random.Generator | np.random.RandomState:
     if seed is not None:
         check_int("seed", seed, 0)
     return np.random.default_rng(seed)
+
+
+def _probabilities(xp: Any, z: Any) -> Any:
+    """Softmax of the outputs ``(n, L_n)``, sigmoid for a single output."""
+    return sigmoid(xp, z) if z.shape[1] == 1 else softmax(xp, z)
+
+
+def _classes(xp: Any, z: Any) -> Any:
+    """Class indices ``(n,)``: argmax of the outputs, ``logit > 0`` for a single output."""
+    if z.shape[1] == 1:
+        return xp.astype(z[:, 0] > 0, xp.int64)
+    return xp.argmax(z, axis=1)
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -345,32 +357,31 @@ class FlatMLP:
             ``X`` has the wrong number of columns, or holds NaN, inf or values beyond the dtype's
             range, or finite values whose outputs overflow the dtype.
         """
-        X = check_features(X, self.layout.sizes[0])
-        n = int(X.shape[0])
-        step = n if batch_size is None else check_int("batch_size", batch_size, 1)
-        check_finite("X", X, np.dtype(self.dtype_name))  # NaN in, NaN out would be a silent wrong answer
-        p, xp = self._params, self.xp
-        data = Dataset.features_only(p.backend, self.dtype_name, X)
-        out = p.predict(data.batch_x, n, min(step, n))
-        if not bool(xp.all(xp.isfinite(out))):  # finite inputs, overflowing outputs: never a NaN answer
-            raise_overflow(self.dtype_name, "X")
-        return out
+        return self._answer(X, batch_size, None)
 
     @_scoped
     def predict_proba(self, X: Any) -> Any:
         """Softmax of the outputs (sigmoid when there is a single output); shape (n, L_n)."""
-        z = self.predict(X)
-        xp = self.xp
-        return sigmoid(xp, z) if z.shape[1] == 1 else softmax(xp, z)
+        return self._answer(X, PREDICT_BATCH, _probabilities)
 
     @_scoped
     def predict_class(self, X: Any) -> Any:
         """Predicted class index: argmax of the outputs, or ``logit > 0`` for one output; shape (n,)."""
-        z = self.predict(X)
-        xp = self.xp
-        if z.shape[1] == 1:
-            return xp.astype(z[:, 0] > 0, xp.int64)
-        return xp.argmax(z, axis=1)
+        return self._answer(X, PREDICT_BATCH, _classes)
+
+    def _answer(self, X: Any, batch_size: int | None, head: Head | None) -> Any:
+        """``head`` of the outputs for ``X``, checked at the boundary; overflowing outputs raise."""
+        X = check_features(X, self.layout.sizes[0])
+        n = int(X.shape[0])
+        step = n if batch_size is None else check_int("batch_size", batch_size, 1)
+        check_finite("X", X, np.dtype(self.dtype_name))  # NaN in, NaN out would be a silent wrong answer
+        p = self._params
+        data = Dataset.features_only(p.backend, self.dtype_name, X)
+        with np.errstate(all="ignore"):  # an overflow is reported below, as a ValueError, not a warning
+            answer = p.predict(data.batch_x, n, min(step, n), head)
+        if not answer.finite:  # finite inputs, overflowing outputs: never a NaN answer
+            raise_overflow(self.dtype_name, "X")
+        return answer.values
 
     @_scoped
     def loss_and_grad(

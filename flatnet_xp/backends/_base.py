@@ -88,6 +88,11 @@ class Backend:
             x = to_numpy(x)
         return self.xp.asarray(x, dtype=dtype, device=self.device)
 
+    def all_finite(self, x: Any) -> bool:
+        """Whether every element of ``x`` is finite (one reduction, one host sync)."""
+        xp = self.xp
+        return bool(xp.all(xp.isfinite(x)))
+
     def assign(self, target: Any, value: Any) -> Any:
         """The buffer holding ``value`` from now on: ``value`` copied INTO ``target`` on mutable
         backends (views of ``target`` stay valid), ``value`` itself on immutable ones."""
