@@ -179,7 +179,10 @@ class Dataset:
         self._take_x, self._take_y = _gatherer(X), _gatherer(Y)
         index = backend.index_dtype(dtype_name)
         self._index_dtype = index
-        self._classes = backend.xp.arange(n_outputs, dtype=index, device=backend.device) if self.labels else None
+        self._classes = None
+        if self.labels:
+            with backend.precision(dtype_name):  # JAX: int64 exists inside the float64 scope only
+                self._classes = backend.xp.arange(n_outputs, dtype=index, device=backend.device)
         self._ss_tot: np.ndarray | None = None
 
     @classmethod
