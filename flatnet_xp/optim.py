@@ -191,7 +191,9 @@ class Optimizer:
         state.t += 1
         p, buffers, scratch, t = params.flat, state.buffers, state.scratch, state.t
         if not state.blocks.blocked:
-            params.assign(self.update(ops, 0, p, g, buffers, scratch[0], lr, t))
+            new = self.update(ops, 0, p, g, buffers, scratch[0], lr, t)
+            if new is not p:  # updated in place on mutable backends: nothing to assign
+                params.assign(new)
             return
 
         def block(lo: int, hi: int, worker: int) -> None:

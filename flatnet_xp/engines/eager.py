@@ -60,6 +60,7 @@ class EagerEpochs:
         be = params.backend
         self.lazy = be.is_gpu
         self._grad_views = params.grad_views
+        self._views = params.views  # mutable backends only: the buffer never moves, its views stay valid
         self._ws = {m: F.Workspace(params.spec, m) for m in {plan.batch_size, plan.last_size}}
         self._snapshot: Snapshot | None = None
         self._state = optimizer.state_of(params)
@@ -77,7 +78,7 @@ class EagerEpochs:
         rows = self.plan.rows(step, order)
         x, y, sw = self.data.batch(rows)
         ws = self._ws[int(x.shape[0])]
-        value, _ = F.loss_and_grad(p.spec, p.views, x, y, sw, self.loss, ws, self._grad_views)
+        value, _ = F.loss_and_grad(p.spec, self._views, x, y, sw, self.loss, ws, self._grad_views)
         if self.dist is not None:
             value = self.dist.allreduce_step(value)
         self.optimizer.apply(p, self._state)
