@@ -178,7 +178,22 @@ def _build_epoch(
             where = lo + xp.arange(batch, dtype=xp.int32)
             return where if order is None else xp.take(order, where, axis=0, mode="clip")
 
-        if n_full:
+        if tail:
+            # The last batch is padded to a full one (its padding rows weigh 0) and rides in the same
+            # scan as the others: every batch is then gathered and weighted, and the step is compiled
+            # once (a separate tail step cost a third of the compile time, measured).
+            def body(c: Any, xs: Any) -> Any:
+                lo, k, lr = xs
+                where = rows_of(lo)
+                real = xp.astype(lo + xp.arange(batch, dtype=xp.int32) < n, spec.dtype)
+                w = real if W is None else take(W, where) * real
+                return step(c, t0 + k, take(X, where), take(Y, where), w, lr)
+
+            n_steps = n_full + 1
+            starts = xp.arange(n_steps, dtype=xp.int32) * batch
+            carry, lv = jax.lax.scan(body, carry, (starts, xp.arange(n_steps, dtype=xp.int32), lrs))
+            losses.append(lv)
+        else:
             if shuffled:  # rows of the epoch's order, gathered by index
                 starts = xp.reshape(order[: n_full * batch], (n_full, batch))
 
@@ -196,16 +211,8 @@ def _build_epoch(
                     lo, k, lr = xs
                     return step(c, t0 + k, slice_rows(X, lo), slice_rows(Y, lo), slice_rows(W, lo), lr)
 
-            lr_full = None if lrs is None else lrs[:n_full]
-            carry, lv = jax.lax.scan(body, carry, (starts, xp.arange(n_full, dtype=xp.int32), lr_full))
+            carry, lv = jax.lax.scan(body, carry, (starts, xp.arange(n_full, dtype=xp.int32), lrs))
             losses.append(lv)
-        if tail:  # the last batch, padded to a full one: its padding rows weigh 0
-            where = rows_of(n_full * batch)
-            real = xp.astype(n_full * batch + xp.arange(batch, dtype=xp.int32) < n, spec.dtype)
-            w = real if W is None else take(W, where) * real
-            lr = None if lrs is None else lrs[n_full]
-            carry, lv = step(carry, t0 + n_full, take(X, where), take(Y, where), w, lr)
-            losses.append(lv[None])
         params = cut.join(carry[0])
         state = {name: cut.join(parts) for name, parts in carry[1].items()}
         # A NaN or infinity, once in the parameters or state, stays there: one check per epoch.
