@@ -25,8 +25,8 @@ from flatnet_xp._data import Dataset, check_features
 from flatnet_xp._memory import check_params_memory
 from flatnet_xp._validation import check_dtype, check_finite, check_int, describe
 from flatnet_xp.activations import ACTIVATIONS, sigmoid
-from flatnet_xp.export import write_onnx
 from flatnet_xp.backends import get_backend
+from flatnet_xp.export import write_onnx
 from flatnet_xp.history import Callback, History
 from flatnet_xp.init import INITS, initialize
 from flatnet_xp.interop import read_torch, to_torch
@@ -555,8 +555,10 @@ class FlatMLP:
             raise TypeError(f"preprocessing: expected a bool, got {describe(preprocessing)}")
         prep = self.preprocessing.to_dict() if preprocessing and self.preprocessing is not None else None
         host = finite_host_params(self._params, "to_onnx")
-        write_onnx(path, self.layout, self.activations, np.concatenate([host["w"], host["b"]]),
-                   dtype=self.dtype_name if dtype is None else dtype, opset=opset, loss=self.loss_, preprocessing=prep)  # fmt: skip
+        flat = np.concatenate([host["w"], host["b"]])
+        chosen = self.dtype_name if dtype is None else dtype
+        write_onnx(path, self.layout, self.activations, flat, dtype=chosen, opset=opset, loss=self.loss_,
+                   preprocessing=prep)  # fmt: skip
 
     @classmethod
     def from_torch(

@@ -72,7 +72,8 @@ class OnnxGraph:
         if array.dtype.kind in "USO":
             from onnx import helper
 
-            tensor = helper.make_tensor(name, ELEM_TYPES["string"], array.shape, [str(s).encode() for s in array.ravel()])
+            values = [str(s).encode() for s in array.ravel()]
+            tensor = helper.make_tensor(name, ELEM_TYPES["string"], array.shape, values)  # type: ignore[arg-type]
         else:
             tensor = numpy_helper.from_array(np.ascontiguousarray(array), name)
         self._initializers.append(tensor)
