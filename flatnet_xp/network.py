@@ -549,7 +549,10 @@ class FlatMLP:
         ------
         ValueError, TypeError
             A bad path (a directory, a missing folder), dtype or opset; a stored preprocessing step
-            with no ONNX form (named). Nothing is written then.
+            with no ONNX form (named); float64 weights beyond float32's range with
+            ``dtype="float32"``. Nothing is written then.
+        ImportError
+            onnx is not installed.
         """
         if not isinstance(preprocessing, bool):
             raise TypeError(f"preprocessing: expected a bool, got {describe(preprocessing)}")

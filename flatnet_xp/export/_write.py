@@ -37,7 +37,9 @@ def check_opset(opset: Any) -> int:
     if opset is None:
         return DEFAULT_OPSET
     newest = int(require_onnx().defs.onnx_opset_version())
-    if isinstance(opset, bool) or not isinstance(opset, numbers.Integral) or not MIN_OPSET <= int(opset) <= newest:
+    if isinstance(opset, bool) or not isinstance(opset, numbers.Integral):
+        raise TypeError(f"opset: expected an integer from {MIN_OPSET} to {newest} or None, got {opset!r}")
+    if not MIN_OPSET <= int(opset) <= newest:
         raise ValueError(f"opset: expected an integer from {MIN_OPSET} to {newest} (this onnx), got {opset!r}")
     return int(opset)
 
@@ -64,8 +66,10 @@ def onnx_model(
     Raises
     ------
     ValueError
-        Unknown dtype, unsupported opset, parameters that overflow ``dtype``, or a stored
-        preprocessing step with no ONNX form (named).
+        Unsupported opset, parameters that overflow ``dtype``, or a stored preprocessing step with
+        no ONNX form (named).
+    TypeError
+        ``dtype`` is not float32 or float64; ``opset`` is not an integer.
     ImportError
         onnx is not installed.
     """
