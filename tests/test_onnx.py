@@ -154,6 +154,14 @@ def test_preprocessing_false_exports_the_bare_network(tmp_path):
     close(out["output"], net.predict(X), "float64")
 
 
+def test_class_names_without_a_classification_loss_are_refused(tmp_path):
+    net = with_prep("classify", 2, "cross_entropy", class_names=("a", "b"))
+    net.loss_ = None
+    with pytest.raises(ValueError, match="class names stored, but the network has no classification loss"):
+        net.to_onnx(tmp_path / "m.onnx")
+    assert os.listdir(tmp_path) == []
+
+
 def test_unknown_preprocessing_step_is_refused_by_name():
     stored = {**with_prep("regress", 1, "mse", class_names=None).preprocessing.to_dict(), "one_hot": {"c": ["u"]}}
     with pytest.raises(ValueError, match=r"cannot export step 'one_hot' to ONNX \(exportable: standardize"):
