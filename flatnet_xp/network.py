@@ -26,6 +26,7 @@ from flatnet_xp._memory import check_params_memory
 from flatnet_xp._validation import check_dtype, check_finite, check_int, describe
 from flatnet_xp.activations import ACTIVATIONS, sigmoid
 from flatnet_xp.backends import get_backend
+from flatnet_xp.export import write_onnx
 from flatnet_xp.history import Callback, History
 from flatnet_xp.init import INITS, initialize
 from flatnet_xp.interop import read_torch, to_torch
@@ -542,6 +543,36 @@ class FlatMLP:
     def torch_state_dict(self) -> dict[str, Any]:
         """``state_dict`` of :meth:`to_torch`'s Sequential (keys ``"0.weight"``, ``"0.bias"``, ...)."""
         return dict(self.to_torch().state_dict())
+
+    def to_onnx(
+        self, path: str | os.PathLike[str], *, dtype: Any = None, opset: int | None = None, preprocessing: bool = True
+    ) -> None:
+        """Write the network as an ONNX model, atomically (``pip install 'flatnet_xp[onnx]'``).
+
+        Input ``X`` (batch, L_1); outputs ``output`` (what :meth:`predict` returns) and, by
+        :attr:`loss_`, ``probabilities`` and ``label`` (:meth:`predict_proba`,
+        :meth:`predict_class`) or ``rate`` (poisson: ``exp(output)``); with ``preprocessing``
+        and a stored :attr:`preprocessing`, ``X`` is the raw columns and the outputs are those of
+        ``flatnet-xp predict`` (see :mod:`flatnet_xp.export`). ``dtype`` defaults to the network's;
+        ``opset`` to :data:`flatnet_xp.export.DEFAULT_OPSET`.
+
+        Raises
+        ------
+        ValueError, TypeError
+            A bad path (a directory, a missing folder), dtype or opset; a stored preprocessing step
+            with no ONNX form (named); float64 weights beyond float32's range with
+            ``dtype="float32"``. Nothing is written then.
+        ImportError
+            onnx is not installed.
+        """
+        if not isinstance(preprocessing, bool):
+            raise TypeError(f"preprocessing: expected a bool, got {describe(preprocessing)}")
+        prep = self.preprocessing.to_dict() if preprocessing and self.preprocessing is not None else None
+        host = finite_host_params(self._params, "to_onnx")
+        flat = np.concatenate([host["w"], host["b"]])
+        chosen = self.dtype_name if dtype is None else dtype
+        write_onnx(path, self.layout, self.activations, flat, dtype=chosen, opset=opset, loss=self.loss_,
+                   preprocessing=prep)  # fmt: skip
 
     @classmethod
     def from_torch(

@@ -1,4 +1,4 @@
-"""The ``flatnet-xp`` command: ``train``, ``predict``, ``demo`` and ``bench``.
+"""The ``flatnet-xp`` command: ``train``, ``predict``, ``demo``, ``bench`` and ``export``.
 
 Every mistake is reported as ONE line on stderr, ``flatnet-xp <command>: error: <message>``, with
 exit status 2, before any work is done; a failure during the work (training diverged, a disk
@@ -15,13 +15,13 @@ from flatnet_xp.cli._common import ArgumentParser, CliError, UsageError, quiet_c
 
 __all__ = ["build_parser", "main"]
 
-_COMMANDS = ("train", "predict", "demo", "bench")
+_COMMANDS = ("train", "predict", "demo", "bench", "export")
 
 
 def build_parser() -> ArgumentParser:
     """The argument parser of every subcommand (argparse, with one-line errors)."""
     from flatnet_xp import __version__
-    from flatnet_xp.cli import bench, demo, predict, train
+    from flatnet_xp.cli import bench, demo, export, predict, train
 
     parser = ArgumentParser(
         prog="flatnet-xp",
@@ -33,6 +33,7 @@ def build_parser() -> ArgumentParser:
     predict.add_parser(sub)
     demo.add_parser(sub)
     bench.add_parser(sub)
+    export.add_parser(sub)
     for subparser in sub.choices.values():
         subparser.set_defaults(subparser=subparser)
     return parser

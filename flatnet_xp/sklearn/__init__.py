@@ -29,6 +29,7 @@ weights to rounding. The remaining differences:
 """
 
 from flatnet_xp.sklearn._classifier import FlatMLPClassifier
+from flatnet_xp.sklearn._onnx import register_skl2onnx
 from flatnet_xp.sklearn._regressor import FlatMLPRegressor
 
-__all__ = ["FlatMLPClassifier", "FlatMLPRegressor"]
+__all__ = ["FlatMLPClassifier", "FlatMLPRegressor", "register_skl2onnx"]
