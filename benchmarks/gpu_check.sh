@@ -46,8 +46,8 @@ except Exception as exc:
     print("jax:", exc)
 PY
 timeout 120 python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py -rA 2>&1 | tail -30 | tee "$out/gpu_tests.txt" || status=1
-timeout 240 python3 -m pytest -q -p no:cacheprovider tests -m "not mpi and not slow" -x -k "cupy or cuda or jax" 2>&1 \
-  | tail -30 | tee "$out/tests.txt" || status=1
+timeout 240 python3 -m pytest -q -p no:cacheprovider tests -m "not mpi and not slow" -k "cupy or cuda or jax" -rf 2>&1 \
+  | tail -80 | tee "$out/tests.txt" || status=1
 timeout 200 python3 -m flatnet_xp bench --gpu --quick --repeats 5 --no-progress --out "$out/bench" 2>&1 \
   | tee "$out/bench.txt" || status=1
 exit $status

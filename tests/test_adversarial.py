@@ -40,7 +40,7 @@ def _params(net: fx.FlatMLP) -> np.ndarray:
 
 
 def _run_cli(*args: str, cwd: Path, timeout: int = 120) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     return subprocess.run(
         [sys.executable, "-m", "flatnet_xp", *args], capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env
     )
@@ -90,7 +90,7 @@ def test_resume_with_callable_schedule_in_a_new_process(tmp_path):
             """
         )
     )
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     ck = str(tmp_path / "c.ckpt")
     first = subprocess.run([sys.executable, str(script), ck, "first"], capture_output=True, text=True, env=env)
     assert first.returncode == 0, first.stderr
@@ -281,7 +281,7 @@ def test_cli_train_with_poisson_loss(tmp_path):
 def test_cli_train_into_a_closed_pipe_does_not_report_success_without_a_model(tmp_path):
     data = _csv(tmp_path / "d.csv", [str(i % 2) for i in range(40)])
     out = tmp_path / "m.st"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     proc = subprocess.Popen(
         [sys.executable, "-m", "flatnet_xp", "train", "--data", str(data), "--epochs", "2", "--out", str(out)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path, env=env,
@@ -345,7 +345,7 @@ open(f"{out}/rank{r}.json", "w").write(json.dumps(res))
 def _mpi(case: str, tmp_path: Path) -> list[dict]:
     worker = tmp_path / "worker.py"
     worker.write_text(MPI_WORKER)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     try:
         subprocess.run([MPIEXEC, "-n", "2", sys.executable, str(worker), case, str(tmp_path)],
                        capture_output=True, text=True, timeout=45, env=env)  # fmt: skip
@@ -354,6 +354,7 @@ def _mpi(case: str, tmp_path: Path) -> list[dict]:
     return [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
 
 
+@pytest.mark.mpi
 @needs_mpi
 @pytest.mark.parametrize("case", ["epochs", "batch_size", "validation", "checkpoint"])
 def test_mpi_mismatched_arguments_raise_on_every_rank_instead_of_hanging(case, tmp_path):
@@ -361,6 +362,7 @@ def test_mpi_mismatched_arguments_raise_on_every_rank_instead_of_hanging(case, t
     assert not any(r["ok"] for r in ranks) and all(case.split("_")[0] in r["error"] for r in ranks), ranks
 
 
+@pytest.mark.mpi
 @needs_mpi
 @pytest.mark.parametrize("case", ["jax", "array", "resume", "lr_function"])
 def test_mpi_a_failure_on_one_rank_raises_on_every_rank_instead_of_hanging(case, tmp_path):
@@ -368,6 +370,7 @@ def test_mpi_a_failure_on_one_rank_raises_on_every_rank_instead_of_hanging(case,
     assert not any(r["ok"] for r in ranks), ranks
 
 
+@pytest.mark.mpi
 @needs_mpi
 def test_mpi_the_same_warmup_over_a_function_on_every_rank_trains(tmp_path):
     ranks = _mpi("warmup_function", tmp_path)
@@ -375,6 +378,7 @@ def test_mpi_the_same_warmup_over_a_function_on_every_rank_trains(tmp_path):
     np.testing.assert_array_equal(ranks[0]["params"], ranks[1]["params"])
 
 
+@pytest.mark.mpi
 @needs_mpi
 def test_mpi_mismatched_optimizer_is_refused(tmp_path):
     ranks = _mpi("optimizer", tmp_path)

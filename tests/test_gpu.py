@@ -24,23 +24,17 @@ GPU_BACKENDS = [
 def count_host_reads(backend: str) -> Iterator[list[str]]:
     """Record every device-to-host read (``float``, ``bool``, ``item``, ``get``/``cpu``...) of ``backend``'s arrays."""
     reads: list[str] = []
-    if backend == "cupy":
-        import cupy
+    import torch
 
-        cls = cupy.ndarray
-        names = ("get", "item", "tolist", "__float__", "__int__", "__bool__", "__index__")
-    else:
-        import torch
-
-        cls = torch.Tensor
-        names = ("item", "tolist", "cpu", "numpy", "__float__", "__int__", "__bool__", "__index__")
+    cls = torch.Tensor
+    names = ("item", "tolist", "cpu", "numpy", "__float__", "__int__", "__bool__", "__index__")
     originals = {name: getattr(cls, name) for name in names}
 
     def counted(name: str):  # type: ignore[no-untyped-def]
         original = originals[name]
 
         def wrapper(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-            if backend == "cupy" or getattr(self, "is_cuda", False):
+            if getattr(self, "is_cuda", False):
                 reads.append(name)
             return original(self, *args, **kwargs)
 
@@ -57,6 +51,10 @@ def count_host_reads(backend: str) -> Iterator[list[str]]:
 
 @pytest.mark.parametrize(("backend", "device"), GPU_BACKENDS)
 def test_fit_reads_the_device_a_few_times_per_epoch_not_per_step(backend, device):
+    if backend == "cupy":
+        # cupy.ndarray is an immutable extension type: its reads cannot be counted from Python. The
+        # engine's lazy GPU path is the same code for both libraries, counted here on torch-cuda.
+        pytest.skip("cupy.ndarray's methods cannot be wrapped to count host reads")
     rng = np.random.default_rng(0)
     net = fx.FlatMLP([20, 64, 3], ["relu", "identity"], backend=backend, device=device, seed=0)
     X = net.flat_params.backend.asarray(rng.normal(size=(400, 20)), dtype=net.dtype)

@@ -194,7 +194,9 @@ def test_divergence_restores_the_parameters_from_before_the_failing_step(xp):
     assert isinstance(info.value, FloatingPointError) and isinstance(info.value, ValueError)
     params = to_numpy(net.params)
     assert np.all(np.isfinite(params)) and np.all(np.isfinite(to_numpy(opt.state["momentum_buffer"])))
-    if xp == "jax":  # one compiled program per epoch: the epoch's start is restored
+    if not net.flat_params.backend.mutable or net.flat_params.backend.is_gpu:
+        # JAX (one compiled program per epoch) and GPUs (losses read once per epoch, no host sync per
+        # step): the epoch's start is restored, as documented
         assert_close(params, ref.params, rtol=0)
         return
     ref_opt = fx.SGD(lr=1e150, momentum=0.5)

@@ -35,6 +35,7 @@ def _versions() -> dict[str, str | None]:
         "jax",
         "jaxlib",
         "cupy-cuda12x",
+        "cupy-cuda13x",
         "cupy",
         "scikit-learn",
     ):
@@ -42,6 +43,11 @@ def _versions() -> dict[str, str | None]:
             out[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
             out[pkg] = None
+    # The package itself when it runs from a checkout (PYTHONPATH), where no distribution is installed.
+    if out["flatnet_xp"] is None:
+        from flatnet_xp import __version__
+
+        out["flatnet_xp"] = __version__ + " (source tree)"
     return out
 
 
