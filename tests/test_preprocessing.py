@@ -112,7 +112,7 @@ def _good():
         (lambda d: [], TypeError, "expected a dict"),
         (lambda d: d.pop("task") and d, ValueError, "missing keys"),
         (lambda d: d | {"extra": 1}, ValueError, "unknown keys"),
-        (lambda d: d | {"version": 2}, ValueError, "version 2"),
+        (lambda d: d | {"version": 99}, ValueError, "version 99"),
         (lambda d: d | {"version": True}, ValueError, "version True"),
         (lambda d: d | {"feature_names": "ab"}, TypeError, "feature_names"),
         (lambda d: d | {"feature_names": None}, TypeError, "feature_names"),
