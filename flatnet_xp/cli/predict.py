@@ -63,8 +63,20 @@ def _load(path: Path, backend: str, device: str | None) -> tuple[Any, Any]:
     return net, prep
 
 
-def predictions_csv(net: Any, prep: Any, X: np.ndarray, proba: bool) -> str:
-    """The predictions for raw rows ``X`` as CSV text with a header (see the command's description)."""
+def _outputs(net: Any, prep: Any, Z: np.ndarray) -> np.ndarray:
+    """Regression predictions in the target's units: the rate (exp of the output) for a Poisson
+    model, as :meth:`FlatMLP.score` means it; else the outputs, unstandardized."""
+    from flatnet_xp.backends import to_numpy
+
+    out = np.asarray(to_numpy(net.predict(Z)), dtype=np.float64)
+    if net.loss_ == "poisson":
+        return np.exp(out)
+    return prep.unscale_target(out)
+
+
+def predictions_csv(net: Any, prep: Any, X: np.ndarray, proba: bool, ids: Any = None, id_name: str = "") -> str:
+    """The predictions for features ``X`` (before standardization) as CSV text with a header
+    (see the command's description); with ``ids``, a first column ``id_name`` holding them."""
     from flatnet_xp.backends import to_numpy
 
     Z = prep.transform(X)
@@ -72,46 +84,95 @@ def predictions_csv(net: Any, prep: Any, X: np.ndarray, proba: bool) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     if prep.task == "regress":
-        values = prep.unscale_target(net.predict(Z))  # back into the target's units
-        writer.writerow([column] if values.shape[1] == 1 else [f"{column}_{k}" for k in range(values.shape[1])])
-        writer.writerows([[repr(float(v)) for v in row] for row in values.tolist()])
-        return buf.getvalue()
-    if proba:
+        values = _outputs(net, prep, Z)
+        header = [column] if values.shape[1] == 1 else [f"{column}_{k}" for k in range(values.shape[1])]
+        rows = [[repr(float(v)) for v in row] for row in values.tolist()]
+    elif proba:
         p = np.asarray(to_numpy(net.predict_proba(Z)), dtype=np.float64)
         if p.shape[1] == 1:  # one sigmoid output (bce): P(second class)
             p = np.concatenate([1.0 - p, p], axis=1)
-        writer.writerow(prep.class_names)
-        writer.writerows([[repr(v) for v in row] for row in p.tolist()])
-        return buf.getvalue()
-    labels = prep.decode(to_numpy(net.predict_class(Z)))
-    writer.writerow([column])
-    writer.writerows([[str(v)] for v in labels.tolist()])
+        header = list(prep.class_names)
+        rows = [[repr(v) for v in row] for row in p.tolist()]
+    else:
+        labels = prep.decode(np.asarray(to_numpy(net.predict_class(Z))).astype(np.int64))
+        header = [column]
+        rows = [[str(v)] for v in labels.tolist()]
+    if ids is not None:
+        header = [id_name, *header]
+        rows = [[str(i), *row] for i, row in zip(np.asarray(ids, dtype=object).tolist(), rows, strict=True)]
+    writer.writerow(header)
+    writer.writerows(rows)
     return buf.getvalue()
+
+
+def score_line(net: Any, prep: Any, X: np.ndarray, y_raw: Any) -> str | None:
+    """``accuracy 0.95, loss 0.12 on 40 rows with a target`` when the data holds the target column."""
+    from flatnet_xp.preprocessing.steps import cell_text, is_missing
+
+    cells = np.asarray(y_raw, dtype=object)
+    keep = ~np.fromiter((is_missing(v) for v in cells.tolist()), dtype=bool, count=cells.shape[0])
+    if not keep.any():
+        return None
+    Z, kept = prep.transform(X[keep]), cells[keep].tolist()
+    loss = net.loss_ or ("cross_entropy" if prep.task == "classify" else "mse")
+    if prep.task == "classify":
+        index = {c: k for k, c in enumerate(prep.class_names)}
+        codes = [index.get(cell_text(v)) for v in kept]
+        unknown = sum(c is None for c in codes)
+        known = np.asarray([c is not None for c in codes])
+        if not known.any():
+            return f"no score: none of the {len(kept)} target values is a class of the model"
+        y = np.asarray([c for c in codes if c is not None], dtype=np.int64)
+        yy = y.astype(np.float64) if loss == "bce" else y
+        acc, value = net.score(Z[known], yy, loss=loss), net.evaluate(Z[known], yy, loss=loss)
+        extra = f" ({unknown} rows with a class unknown to the model left out)" if unknown else ""
+        return f"accuracy {acc:.4f}, {loss} loss {value:.6g} on {int(known.sum())} rows with a target{extra}"
+    try:
+        y = np.asarray([float(v) for v in kept], dtype=np.float64)
+    except (TypeError, ValueError):
+        return "no score: the target column holds text, the model is a regression model"
+    pred = _outputs(net, prep, Z)[:, 0]
+    ss_res = float(np.sum((y - pred) ** 2))
+    ss_tot = float(np.sum((y - y.mean()) ** 2))
+    r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 and y.shape[0] > 1 else float("nan")
+    value = float(np.mean((y - pred) ** 2))
+    return f"R^2 {r2:.4f}, mean squared error {value:.6g} on {y.shape[0]} rows with a target"
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``flatnet-xp predict``; raises CliError (status 2) for every mistake before predicting."""
     from flatnet_xp._atomic import atomic_write_bytes
-    from flatnet_xp.cli.data import DATA_SUFFIXES, read_prediction_features
+    from flatnet_xp.cli.data import check_data_path, read_prediction_table
 
-    out = check_output("--out", args.out) if args.out is not None else None
     model = check_input("--model", args.model)
-    check_input("--data", args.data, DATA_SUFFIXES)
-    refuse_same_file(("--model", model), ("--data", Path(args.data)), ("--out", out))
+    if model.suffix.lower() != ".safetensors":
+        raise CliError(
+            f"--model {args.model}: expected a model file written by flatnet-xp train (.safetensors), "
+            f"got {model.suffix or 'no extension'!r}; the table goes after --data"
+        )
+    data = check_data_path(args.data)
+    out = check_output("--out", args.out) if args.out is not None else None
+    refuse_same_file(("--model", model), ("--data", data), ("--out", out))
     check_backend(args.backend, args.device)
     net, prep = _load(model, args.backend, args.device)
     if args.proba and prep.task != "classify":
         raise CliError(f"--proba: {model} is a regression model (it has no classes)")
-    X, _ = read_prediction_features(args.data, prep)
-    text = predictions_csv(net, prep, X, args.proba)
+    table = read_prediction_table(args.data, prep)
+    id_name = prep.columns.id_column if prep.columns is not None else None
+    text = predictions_csv(net, prep, table.X, args.proba, table.ids, id_name or "")
+    score = score_line(net, prep, table.X, table.y) if table.y is not None else None
     if out is None:
         sys.stdout.write(text)
         sys.stdout.flush()
+        if score:
+            print(score, file=sys.stderr)
         return 0
     try:
         atomic_write_bytes(out, text.encode("utf-8"))
     except OSError as exc:
         raise CliError(f"--out {out}: could not write the predictions ({exc.strerror or exc})", status=1) from None
     what = "probabilities" if args.proba else "predictions"
-    print(f"{X.shape[0]} {what} written to {out}")
+    print(f"{table.X.shape[0]} {what} written to {out}")
+    if score:
+        print(score)
     return 0

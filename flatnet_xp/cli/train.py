@@ -28,6 +28,13 @@ from flatnet_xp.optim import OPTIMIZERS
 
 __all__ = ["add_parser", "run", "split_indices"]
 
+#: Without --epochs: train at most this many epochs, stopping early on the validation loss.
+MAX_EPOCHS = 300
+#: Without --epochs and --patience: epochs without improvement before stopping.
+DEFAULT_PATIENCE = 10
+#: Without --epochs and without validation rows (--val-split 0): this many epochs.
+NO_VAL_EPOCHS = 100
+
 _TASK_OF_LOSS = {name: "classify" if loss.classification else "regress" for name, loss in LOSSES.items()}
 
 
@@ -56,6 +63,14 @@ def _hidden(text: str) -> list[int]:
     return _widths(text, minimum_count=1)
 
 
+def _column_list(text: str) -> list[str]:
+    names = [part.strip() for part in text.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"expected comma-separated column names like a,b, got {text!r}")
+    return names
+
+
+_column_list.__name__ = "column names"
 _layers.__name__ = "layer sizes"
 _hidden.__name__ = "hidden sizes"
 
@@ -77,6 +92,20 @@ def add_parser(sub: Any) -> None:
         help="CSV (delimiter , ; tab or |; header optional) or .npz with arrays X and y",
     )
     p.add_argument("--target", default=None, help="CSV target column: header name or index (default: the last)")
+    p.add_argument(
+        "--drop",
+        default=None,
+        type=_column_list,
+        metavar="COLS",
+        help="comma-separated columns to leave out (besides those dropped automatically)",
+    )
+    p.add_argument(
+        "--features",
+        default=None,
+        type=_column_list,
+        metavar="COLS",
+        help="comma-separated columns to use, and only these (overrides the automatic drops)",
+    )
     arch = p.add_mutually_exclusive_group()
     arch.add_argument(
         "--hidden",
@@ -106,7 +135,13 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--output-activation", default="identity", choices=sorted(ACTIVATIONS))
     p.add_argument("--optimizer", default="adam", choices=sorted(OPTIMIZERS))
     p.add_argument("--lr", default=1e-3, type=number_in(0.0, math.inf, "a positive number"), help="default %(default)s")
-    p.add_argument("--epochs", default=20, type=int_at_least(1), help="default %(default)s")
+    p.add_argument(
+        "--epochs",
+        default=None,
+        type=int_at_least(1),
+        help=f"default: early stopping on the validation rows (at most {MAX_EPOCHS} epochs, patience "
+        f"{DEFAULT_PATIENCE}, best weights restored); {NO_VAL_EPOCHS} epochs without validation rows",
+    )
     p.add_argument("--batch-size", default=32, type=int_at_least(1), help="default %(default)s")
     p.add_argument(
         "--val-split",
@@ -114,7 +149,12 @@ def add_parser(sub: Any) -> None:
         type=number_in(0.0, 1.0, "a number in [0, 1)", include_low=True),
         help="held-out fraction, stratified for classification (default %(default)s)",
     )
-    p.add_argument("--patience", default=None, type=int_at_least(1), help="early stopping patience in epochs")
+    p.add_argument(
+        "--patience",
+        default=None,
+        type=int_at_least(1),
+        help=f"early stopping patience in epochs (default {DEFAULT_PATIENCE} when --epochs is not given)",
+    )
     p.add_argument(
         "--no-standardize",
         action="store_true",
@@ -200,6 +240,36 @@ class _EpochLines:
             self.write(f"epoch {history.epochs}/{self.epochs}: " + ", ".join(parts))
 
 
+def _epochs_text(asked: int | None, epochs: int, patience: int | None) -> str:
+    if asked is None and patience is not None:
+        return f"up to {epochs} epochs (early stopping, patience {patience})"
+    return f"{epochs} epochs" + (f" (early stopping, patience {patience})" if patience else "")
+
+
+def _check_column_flags(args: argparse.Namespace, table: Any) -> None:
+    """--drop and --features name columns of the table (not the target), and not both the same one."""
+    import difflib
+
+    names = list(table.feature_names)
+    for flag, cols in (("--drop", args.drop), ("--features", args.features)):
+        if cols is None:
+            continue
+        if table.frame is None:
+            raise CliError(f"{flag}: only for table files (a .npz has no named columns to choose)")
+        for c in cols:
+            if c == table.target_name:
+                raise CliError(f"{flag} {c}: that is the target column")
+            if c not in names:
+                close = difflib.get_close_matches(c, names, n=3, cutoff=0.5)
+                hint = f"; did you mean {', '.join(repr(m) for m in close)}?" if close else ""
+                raise CliError(
+                    f"{flag} {c}: not a column of {args.data}{hint} ({len(names)} columns: {_shown(tuple(names))})"
+                )
+    both = set(args.drop or ()) & set(args.features or ())
+    if both:
+        raise CliError(f"--drop and --features both name {sorted(both)[0]!r}")
+
+
 def _use_bars(args: argparse.Namespace) -> bool:
     return not (args.no_progress or args.quiet) and sys.stderr.isatty() and have_module("tqdm")
 
@@ -209,7 +279,7 @@ def run(args: argparse.Namespace) -> int:
     """Run ``flatnet-xp train``; raises CliError (status 2) for every mistake before any training."""
     import flatnet_xp as fx
     from flatnet_xp.cli.data import read_training_table
-    from flatnet_xp.preprocessing import Preprocessing, infer_target
+    from flatnet_xp.preprocessing import Preprocessing, fit_columns, infer_target, roles_table
 
     # 1. Everything that can be checked without reading the data: outputs, backend, flags.
     out = check_output("--out", args.out)
@@ -224,8 +294,8 @@ def run(args: argparse.Namespace) -> int:
 
     # 2. The data, the task and the split.
     table = read_training_table(args.data, args.target)
-    X, names, target = table.X, table.feature_names, table.target_name or "y"
-    assert table.y is not None
+    target = table.target_name or "y"
+    _check_column_flags(args, table)
     try:
         tgt = infer_target(table.y, wanted_task, name=target)  # type: ignore[arg-type]
     except ValueError as exc:
@@ -238,6 +308,22 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"--loss bce: needs exactly 2 classes, the target {target!r} has {len(classes)}")
     n_out = 1 if tgt.task == "regress" or loss == "bce" else len(classes or ())
     y = tgt.y.astype(np.float64) if loss == "bce" else tgt.y
+    train_idx, val_idx, stratified = split_indices(tgt.y, tgt.task == "classify", args.val_split, args.seed)
+    if train_idx.shape[0] == 0:
+        raise CliError(f"--data {args.data}: no rows left for training")
+    columns: Any = None
+    roles: list[Any] = []
+    if table.frame is not None:
+        try:
+            columns, roles = fit_columns(
+                table.frame.iloc[train_idx], target=target, drop=args.drop or (), features=args.features
+            )
+        except ValueError as exc:
+            raise CliError(f"--data {args.data}: {exc}") from None
+        X, names = columns.transform(table.frame), columns.output_names
+    else:
+        assert table.X is not None
+        X, names = table.X, table.feature_names
     if args.layers is not None:
         if args.layers[0] != X.shape[1]:
             raise CliError(
@@ -248,9 +334,6 @@ def run(args: argparse.Namespace) -> int:
         sizes = list(args.layers)
     else:
         sizes = [X.shape[1], *([64] if args.hidden is None else args.hidden), n_out]
-    train_idx, val_idx, stratified = split_indices(tgt.y, tgt.task == "classify", args.val_split, args.seed)
-    if train_idx.shape[0] == 0:
-        raise CliError(f"--data {args.data}: no rows left for training")
     try:
         prep = Preprocessing.fit_from(
             X[train_idx],
@@ -261,6 +344,7 @@ def run(args: argparse.Namespace) -> int:
             class_names=classes,
             # counts for the Poisson loss stay counts; other regression targets are standardized
             y=y[train_idx] if tgt.task == "regress" and loss != "poisson" else None,
+            columns=columns,
         )
     except (ValueError, TypeError) as exc:
         raise CliError(f"--data {args.data}: {exc}") from None
@@ -268,14 +352,27 @@ def run(args: argparse.Namespace) -> int:
         y = prep.scale_target(y)
     Xt, yt = prep.transform(X[train_idx]), y[train_idx]
     val = (prep.transform(X[val_idx]), y[val_idx]) if val_idx.shape[0] else None
+    epochs, patience = args.epochs, args.patience
+    if epochs is None:
+        epochs = MAX_EPOCHS if val is not None else NO_VAL_EPOCHS
+        patience = patience or (DEFAULT_PATIENCE if val is not None else None)
+    if patience is not None and val is None:
+        raise CliError("--patience: early stopping needs validation rows; use a --val-split above 0")
 
     # 3. Say what will happen, then train.
-    print(f"data: {args.data}: {X.shape[0]} rows, {X.shape[1]} features ({table.description}); target {target!r}")
+    n_raw = len(table.feature_names)
+    print(f"data: {args.data}: {table.n_rows} rows, {n_raw} columns besides the target ({table.description})")
+    for note in table.notes:
+        print(f"  note: {note}")
+    if roles:
+        print(f"columns ({len(names)} features after encoding; fitted on the training rows):")
+        print(roles_table(roles))
     if tgt.task == "classify":
         assert classes is not None
-        print(f"task: classification ({reason}), {len(classes)} classes {_shown(classes)}; loss {loss}")
+        print(f"target {target!r}: classification ({reason}), {len(classes)} classes {_shown(classes)}; loss {loss}")
     else:
-        print(f"task: regression ({reason}), target in [{tgt.y.min():.6g}, {tgt.y.max():.6g}]; loss {loss}")
+        lo, hi = float(tgt.y.min()), float(tgt.y.max())
+        print(f"target {target!r}: regression ({reason}), values in [{lo:.6g}, {hi:.6g}]; loss {loss}")
     split = f"{train_idx.shape[0]} training rows, {val_idx.shape[0]} validation rows"
     split += " (stratified)" if stratified else "" if val is not None else " (no validation)"
     scaled = " and target" if prep.target_scale is not None else ""
@@ -289,22 +386,23 @@ def run(args: argparse.Namespace) -> int:
     hidden = f"{args.activation} hidden, " if len(sizes) > 2 else "no hidden layer, "
     print(
         f"network: {sizes} ({hidden}{args.output_activation} output), {args.optimizer} "
-        f"lr {args.lr:g}, {args.epochs} epochs, batch {args.batch_size}, {args.backend} {args.dtype}"
+        f"lr {args.lr:g}, {_epochs_text(args.epochs, epochs, patience)}, batch {args.batch_size}, "
+        f"{args.backend} {args.dtype}"
     )
     bars = _use_bars(args)
-    lines = _EpochLines(args.epochs, val, loss, bars, args.quiet)
+    lines = _EpochLines(epochs, val, loss, bars, args.quiet)
     t0 = time.perf_counter()
     try:
         hist = net.fit(
             Xt,
             yt,
-            epochs=args.epochs,
+            epochs=epochs,
             batch_size=args.batch_size,
             optimizer=optimizer,
             loss=loss,
             seed=args.seed,
             validation_data=val,
-            patience=args.patience,
+            patience=patience,
             callbacks=[lines],
             progress=bars,
         )

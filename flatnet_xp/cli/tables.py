@@ -1,0 +1,260 @@
+"""Reading CSV-like tables for the command line with pandas' ``read_csv``, after looking at the file.
+
+What is recognised before pandas reads the file (from its first 64 kB):
+
+- compression by suffix (``.gz``, ``.bz2``, ``.xz``, ``.zip``);
+- the encoding: UTF-8 with or without a BOM, else latin-1 (said in the description);
+- the delimiter among ``, ; TAB |``, else runs of whitespace (``.dat`` files);
+- a header row: the first row is one when it holds a name the caller knows (``--target``, a
+  model's columns), text above a column of numbers, text in its first cell above a column of
+  text where it does not reappear, or text cells none of which reappears below (so numeric
+  column names, years for instance, do not make a header look like data);
+- R's row names (a header one field shorter than the rows): the first column is dropped;
+- scikit-learn's bundled CSVs (first line ``n_samples,n_features,class names...``): columns
+  ``x0...`` and ``target``, the target's integers replaced by the class names.
+
+Missing values: pandas' markers (empty, ``NA``, ``N/A``, ``NaN``, ``null``...) and ``?``.
+"""
+
+from __future__ import annotations
+
+import bz2
+import csv
+import gzip
+import lzma
+import zipfile
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flatnet_xp.cli._common import CliError
+from flatnet_xp.preprocessing.steps import is_missing
+
+__all__ = ["COMPRESSIONS", "TABLE_SUFFIXES", "CsvTable", "read_csv_table", "table_suffix"]
+
+#: Table file endings (before a compression suffix).
+TABLE_SUFFIXES = (".csv", ".tsv", ".txt", ".dat", ".data", ".tab", ".psv")
+#: Compression suffixes pandas reads.
+COMPRESSIONS = (".gz", ".bz2", ".xz", ".zip")
+_SAMPLE_BYTES = 1 << 16
+_DELIMITERS = (",", ";", "\t", "|")
+_EXTRA_NA = ["?"]
+
+
+@dataclass
+class CsvTable:
+    """A table read from a CSV-like file: the pandas DataFrame, and how the file was read."""
+
+    frame: Any
+    description: str
+    header: bool
+    notes: list[str] = field(default_factory=list)
+
+
+def table_suffix(path: Path) -> str:
+    """``.csv`` for ``a.csv`` and ``a.csv.gz``: the table suffix under any compression suffix (lower case)."""
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] in COMPRESSIONS:
+        suffixes = suffixes[:-1]
+    return suffixes[-1] if suffixes else ""
+
+
+def _fail(path: Path, message: str) -> CliError:
+    return CliError(f"--data {path}: {message}")
+
+
+def _raw_sample(path: Path) -> bytes:
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".gz":
+            with gzip.open(path, "rb") as fh:
+                return fh.read(_SAMPLE_BYTES)
+        if suffix == ".bz2":
+            with bz2.open(path, "rb") as fh:
+                return fh.read(_SAMPLE_BYTES)
+        if suffix == ".xz":
+            with lzma.open(path, "rb") as fh:
+                return fh.read(_SAMPLE_BYTES)
+        if suffix == ".zip":
+            with zipfile.ZipFile(path) as z:
+                members = [m for m in z.namelist() if not m.endswith("/")]
+                if len(members) != 1:
+                    raise _fail(path, f"expected one file in the zip archive, found {len(members)}")
+                with z.open(members[0]) as fh:
+                    return fh.read(_SAMPLE_BYTES)
+        with open(path, "rb") as fh:
+            return fh.read(_SAMPLE_BYTES)
+    except (OSError, EOFError, zipfile.BadZipFile, lzma.LZMAError) as exc:
+        raise _fail(path, f"cannot read it as a {suffix} file ({exc})") from None
+
+
+def _decode(path: Path, raw: bytes) -> tuple[str, str]:
+    """The sample as text (cut at its last whole line) and the encoding pandas should use."""
+    if b"\x00" in raw[:4096]:
+        raise _fail(path, "a binary file, not a text table (CSV, TSV or whitespace-separated)")
+    full = len(raw) < _SAMPLE_BYTES
+    cut = raw if full else raw[: raw.rfind(b"\n") + 1] or raw
+    try:
+        return cut.decode("utf-8-sig"), "utf-8-sig"
+    except UnicodeDecodeError:
+        return cut.decode("latin-1"), "latin-1"
+
+
+def _split(lines: list[str], delimiter: str | None) -> list[list[str]]:
+    if delimiter is None:
+        return [line.split() for line in lines]
+    try:
+        return [[c.strip() for c in row] for row in csv.reader(lines, delimiter=delimiter, skipinitialspace=True)]
+    except csv.Error:
+        return [[line] for line in lines]
+
+
+def _sniff(lines: list[str]) -> str | None:
+    """The delimiter whose field counts are most consistent (None: whitespace; '' : one column)."""
+    body = lines[1:] or lines
+    best: tuple[float, int, str | None] = (0.0, 1, "")
+    for d in (*_DELIMITERS, None):
+        counts = [len(r) for r in _split(body, d)]
+        width, hits = Counter(counts).most_common(1)[0]
+        if width < 2:
+            continue
+        score = hits / len(counts)
+        if score > best[0] + 1e-9 or (abs(score - best[0]) <= 1e-9 and width > best[1] and d is not None):
+            best = (score, width, d)
+        if d is not None and score >= 0.99:
+            return d  # a real delimiter, consistent: preferred to whitespace
+    return best[2] if best[0] >= 0.8 else ""
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_text(cell: str) -> bool:
+    return not is_missing(cell) and not _is_number(cell)
+
+
+def _has_header(rows: list[list[str]], known: set[str]) -> bool:
+    first, rest = rows[0], rows[1:]
+    if known & {c.strip() for c in first}:
+        return True
+    if rest and len(first) == len(rest[0]) - 1:
+        return True  # R's write.table: row names without a header cell
+    if not any(_is_text(c) for c in first):
+        return False
+    if not rest:
+        return True
+    for j, cell in enumerate(first):
+        if not _is_text(cell):
+            continue
+        below = [r[j] for r in rest if j < len(r) and not is_missing(r[j])]
+        if below and sum(map(_is_number, below)) * 2 > len(below):
+            return True  # a name above numbers
+        if j == 0 and below and cell not in below and all(_is_text(c) for c in below):
+            return True  # "Country Name" above country names
+    if all(_is_text(c) or is_missing(c) for c in first):
+        return all(all(j >= len(r) or r[j] != cell for r in rest) for j, cell in enumerate(first))
+    return False
+
+
+def _sklearn_header(rows: list[list[str]]) -> list[str] | None:
+    """Class names when the first row is scikit-learn's ``n_samples,n_features,names...``, else None."""
+    first = rows[0]
+    if len(rows) < 2 or len(first) < 2 or not all(c.isdigit() for c in first[:2]):
+        return None
+    n_features = int(first[1])
+    if len(rows[1]) != n_features + 1 or not all(_is_text(c) for c in first[2:]):
+        return None
+    return list(first[2:])
+
+
+def read_csv_table(path: Path, known: Iterable[str] = ()) -> CsvTable:
+    """Read a CSV-like file into a pandas DataFrame (see the module docstring).
+
+    Parameters
+    ----------
+    path : Path
+        An existing regular file (checked by the caller).
+    known : iterable of str
+        Column names the caller expects (the target, a model's columns): a first row holding one is
+        a header.
+
+    Raises
+    ------
+    CliError
+        One line: pandas missing, the file unreadable, fewer than two columns, no data rows.
+    """
+    try:
+        import pandas as pd
+    except ImportError:
+        raise CliError("--data: reading tables needs pandas: pip install 'flatnet_xp[tables]'") from None
+    text, encoding = _decode(path, _raw_sample(path))
+    lines = [line for line in text.splitlines() if line.strip()][:200]
+    if not lines:
+        raise _fail(path, "no rows (the file holds only blank lines)")
+    delimiter = _sniff(lines)
+    if delimiter == "":
+        raise _fail(
+            path,
+            "found 1 column; expected feature columns and a target column separated by ',', ';', tab, '|' or spaces",
+        )
+    rows = _split(lines, delimiter)
+    notes: list[str] = []
+    kwargs: dict[str, Any] = {}
+    classes = _sklearn_header(rows)
+    width = max(len(r) for r in rows[1:]) if len(rows) > 1 else len(rows[0])
+    if classes is not None:
+        header = False
+        kwargs.update(skiprows=1, header=None, names=[*(f"x{j}" for j in range(width - 1)), "target"])
+        notes.append("scikit-learn's first line (n_samples, n_features, class names)")
+    else:
+        header = _has_header(rows, set(known))
+        if header:
+            kwargs.update(header=0)
+            if len(rows) > 1 and len(rows[0]) == len(rows[1]) - 1:
+                kwargs.update(index_col=0)
+                notes.append("R row names dropped")
+        else:
+            kwargs.update(header=None, names=[f"x{j}" for j in range(width)])
+    sep = r"\s+" if delimiter is None else delimiter
+    try:
+        frame = pd.read_csv(
+            path,
+            sep=sep,
+            encoding=encoding,
+            compression="infer",
+            na_values=_EXTRA_NA,
+            skipinitialspace=True,
+            skip_blank_lines=True,
+            engine="python" if delimiter is None else "c",
+            **kwargs,
+        )
+    except UnicodeDecodeError:
+        encoding = "latin-1"
+        frame = pd.read_csv(path, sep=sep, encoding=encoding, na_values=_EXTRA_NA, skipinitialspace=True, **kwargs)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError, OSError) as exc:
+        raise _fail(path, f"not a readable table ({' '.join(str(exc).split())})") from None
+    if "index_col" in kwargs:
+        frame = frame.reset_index(drop=True)
+    frame.columns = [str(c).strip() for c in frame.columns]
+    if classes is not None:
+        codes = pd.to_numeric(frame["target"], errors="coerce")
+        if codes.notna().all() and ((codes >= 0) & (codes < len(classes)) & (codes == codes.round())).all():
+            frame["target"] = [classes[int(v)] for v in codes]
+    if frame.shape[0] == 0:
+        raise _fail(path, "no data rows (only a header line)" if header else "no data rows")
+    if frame.shape[1] < 2:
+        raise _fail(path, "found 1 column; expected feature columns and a target column")
+    sep_name = {None: "whitespace", "\t": "tab"}.get(delimiter, repr(delimiter))
+    parts = [f"delimiter {sep_name}", "a header row" if header else "no header row"]
+    if encoding == "latin-1":
+        parts.append("latin-1 (not UTF-8)")
+    if path.suffix.lower() in COMPRESSIONS:
+        parts.append(f"{path.suffix.lower()[1:]} compressed")
+    return CsvTable(frame, ", ".join(parts + notes), header, notes)
