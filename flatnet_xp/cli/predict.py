@@ -120,13 +120,15 @@ def score_line(net: Any, prep: Any, X: np.ndarray, y_raw: Any) -> str | None:
         codes = [index.get(cell_text(v)) for v in kept]
         unknown = sum(c is None for c in codes)
         known = np.asarray([c is not None for c in codes])
+        extra = f" ({unknown} of them hold a class unknown to the model: counted as wrong)" if unknown else ""
         if not known.any():
-            return f"no score: none of the {len(kept)} target values is a class of the model"
+            return f"accuracy 0.0000 on {len(kept)} rows with a target{extra}"
         y = np.asarray([c for c in codes if c is not None], dtype=np.int64)
         yy = y.astype(np.float64) if loss == "bce" else y
-        acc, value = net.score(Z[known], yy, loss=loss), net.evaluate(Z[known], yy, loss=loss)
-        extra = f" ({unknown} rows with a class unknown to the model left out)" if unknown else ""
-        return f"accuracy {acc:.4f}, {loss} loss {value:.6g} on {int(known.sum())} rows with a target{extra}"
+        acc = net.score(Z[known], yy, loss=loss) * int(known.sum()) / len(kept)
+        value = net.evaluate(Z[known], yy, loss=loss)
+        where = f" (on the {int(known.sum())} rows of known classes)" if unknown else ""
+        return f"accuracy {acc:.4f}, {loss} loss {value:.6g}{where} on {len(kept)} rows with a target{extra}"
     try:
         y = np.asarray([float(v) for v in kept], dtype=np.float64)
     except (TypeError, ValueError):

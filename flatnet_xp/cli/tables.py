@@ -103,8 +103,11 @@ def _decode(path: Path, raw: bytes) -> tuple[str, str]:
 
 
 def _split(lines: list[str], delimiter: str | None) -> list[list[str]]:
-    if delimiter is None:
-        return [line.split() for line in lines]
+    if delimiter is None:  # runs of spaces, quotes respected (as pandas' C engine reads sep=r"\s+")
+        try:
+            return [[c for c in row if c] for row in csv.reader(lines, delimiter=" ", skipinitialspace=True)]
+        except csv.Error:
+            return [line.split() for line in lines]
     try:
         return [[c.strip() for c in row] for row in csv.reader(lines, delimiter=delimiter, skipinitialspace=True)]
     except csv.Error:
@@ -232,7 +235,6 @@ def read_csv_table(path: Path, known: Iterable[str] = ()) -> CsvTable:
             na_values=_EXTRA_NA,
             skipinitialspace=True,
             skip_blank_lines=True,
-            engine="python" if delimiter is None else "c",
             **kwargs,
         )
     except UnicodeDecodeError:
@@ -242,7 +244,10 @@ def read_csv_table(path: Path, known: Iterable[str] = ()) -> CsvTable:
         raise _fail(path, f"not a readable table ({' '.join(str(exc).split())})") from None
     if "index_col" in kwargs:
         frame = frame.reset_index(drop=True)
-    frame.columns = [str(c).strip() for c in frame.columns]
+    names = [str(c).strip() for c in frame.columns]
+    if all(len(n) > 1 and n[0] == n[-1] == "'" for n in names):  # 'OBS' 'GPA': single-quoted names
+        names = [n[1:-1] for n in names]
+    frame.columns = names
     if classes is not None:
         codes = pd.to_numeric(frame["target"], errors="coerce")
         if codes.notna().all() and ((codes >= 0) & (codes < len(classes)) & (codes == codes.round())).all():

@@ -374,7 +374,7 @@ def run(args: argparse.Namespace) -> int:
         lo, hi = float(tgt.y.min()), float(tgt.y.max())
         print(f"target {target!r}: regression ({reason}), values in [{lo:.6g}, {hi:.6g}]; loss {loss}")
     split = f"{train_idx.shape[0]} training rows, {val_idx.shape[0]} validation rows"
-    split += " (stratified)" if stratified else "" if val is not None else " (no validation)"
+    split += " (no validation)" if val is None else " (stratified)" if stratified else ""
     scaled = " and target" if prep.target_scale is not None else ""
     print(f"split: {split}; features{scaled} {'standardized' if prep.standardized else 'used as they are'}")
     acts = [args.activation] * (len(sizes) - 2) + [args.output_activation]
