@@ -201,7 +201,7 @@ TABLES: list[tuple[str, Callable[[], pd.DataFrame], str, Callable[[pd.DataFrame,
     ("breast_cancer (sklearn format)", sk_table("breast_cancer.csv"), "target", w_sklearn),
     ("wine (sklearn format)", sk_table("wine_data.csv"), "target", w_sklearn),
     ("iris (BOM)", sk_table("iris.csv"), "target", w_bom),
-    ("iris (no header)", sk_table("iris.csv"), "x4", w_headerless),
+    ("iris (no header)", sk_table("iris.csv"), "target", w_headerless),
     ("iris (10% missing)", with_missing(sk_table("iris.csv"), "target"), "target", w_csv),
     ("wine (ID column)", with_id(sk_table("wine_data.csv")), "target", w_csv),
     ("diabetes (whitespace .dat)", diabetes, "progression", w_dat),
@@ -210,7 +210,7 @@ TABLES: list[tuple[str, Callable[[], pd.DataFrame], str, Callable[[pd.DataFrame,
 
 # ------------------------------------------------------------------------------------ the two sides
 def is_classification(y: pd.Series) -> bool:
-    if y.dtype == object or y.dtype == bool:
+    if not pd.api.types.is_numeric_dtype(y) or y.dtype == bool:
         return True
     v = y.dropna().to_numpy(dtype=float)
     return bool(np.all(v == np.round(v)) and np.unique(v).shape[0] <= 20)
@@ -293,7 +293,8 @@ def main() -> None:
                 base: float | None = baseline(train, test, target)
             except Exception as exc:  # the baseline's own failure is reported, not fatal
                 base, why = None, f"baseline: {type(exc).__name__}"
-            ours, what, seconds = run_cli(f_train, f_test, target, work)
+            cli_target = f"x{list(df.columns).index(target)}" if write is w_headerless else target
+            ours, what, seconds = run_cli(f_train, f_test, cli_target, work)
             metric = "accuracy" if is_classification(train[target]) else "R^2"
             if ours is None:
                 verdict = what
