@@ -264,6 +264,12 @@ def read_prediction_table(path_text: str, prep: Any) -> PredictionTable:
         y = np.asarray(frame[target], dtype=object)
     if prep.columns is not None:
         lost = prep.columns.missing_columns(names)
+        if lost and not table.header:
+            raise _fail(
+                path,
+                f"no header row found; the model expects the columns {_shown(list(prep.columns.input_columns))}: "
+                "add them as the first line",
+            )
         if lost:
             hint = ""
             if len(lost) == 1:

@@ -35,6 +35,35 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(run=run)
 
 
+def _check_model_file(path_text: str) -> Path:
+    """``--model``: a safetensors file (by its first bytes), not a table given in the wrong place."""
+    from flatnet_xp.cli.tables import TABLE_SUFFIXES, table_suffix
+
+    if Path(path_text).is_dir():
+        raise CliError(f"--model {path_text}: is a folder; give the .safetensors file flatnet-xp train wrote")
+    path = check_input("--model", path_text)
+    if table_suffix(path) in TABLE_SUFFIXES or path.suffix.lower() == ".npz":
+        raise CliError(
+            f"--model {path_text}: a table, not a model; give the .safetensors file flatnet-xp train wrote "
+            "(the table goes after --data)"
+        )
+    return path
+
+
+def _check_model_bytes(path: Path) -> None:
+    """The file starts as a safetensors file does (8-byte header length, then a JSON object)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(9)
+    except OSError as exc:
+        raise CliError(f"--model {path}: {exc.strerror or exc}") from None
+    size = path.stat().st_size
+    if len(head) < 9 or int.from_bytes(head[:8], "little") > size - 8 or head[8:9] != b"{":
+        raise CliError(
+            f"--model {path}: not a model file (not safetensors); give the file flatnet-xp train wrote with --out"
+        )
+
+
 def _load(path: Path, backend: str, device: str | None) -> tuple[Any, Any]:
     """The network and its :class:`~flatnet_xp.preprocessing.Preprocessing`, checked against each other."""
     import flatnet_xp as fx
@@ -146,16 +175,12 @@ def run(args: argparse.Namespace) -> int:
     from flatnet_xp._atomic import atomic_write_bytes
     from flatnet_xp.cli.data import check_data_path, read_prediction_table
 
-    model = check_input("--model", args.model)
-    if model.suffix.lower() != ".safetensors":
-        raise CliError(
-            f"--model {args.model}: expected a model file written by flatnet-xp train (.safetensors), "
-            f"got {model.suffix or 'no extension'!r}; the table goes after --data"
-        )
+    model = _check_model_file(args.model)
     data = check_data_path(args.data)
     out = check_output("--out", args.out) if args.out is not None else None
     refuse_same_file(("--model", model), ("--data", data), ("--out", out))
     check_backend(args.backend, args.device)
+    _check_model_bytes(model)
     net, prep = _load(model, args.backend, args.device)
     if args.proba and prep.task != "classify":
         raise CliError(f"--proba: {model} is a regression model (it has no classes)")

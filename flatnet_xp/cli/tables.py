@@ -22,6 +22,7 @@ import bz2
 import csv
 import gzip
 import lzma
+import re
 import zipfile
 from collections import Counter
 from collections.abc import Iterable
@@ -115,20 +116,24 @@ def _split(lines: list[str], delimiter: str | None) -> list[list[str]]:
 
 
 def _sniff(lines: list[str]) -> str | None:
-    """The delimiter whose field counts are most consistent (None: whitespace; '' : one column)."""
-    body = lines[1:] or lines
-    best: tuple[float, int, str | None] = (0.0, 1, "")
+    """The delimiter that splits the first line into at least two fields and the other lines most
+    consistently (None: runs of whitespace; '': a single column)."""
+    head, body = lines[0], lines[1:] or lines
+    best: tuple[float, int, str | None] = (-1.0, 1, "")
     for d in (*_DELIMITERS, None):
+        width = len(_split([head], d)[0])
         counts = [len(r) for r in _split(body, d)]
-        width, hits = Counter(counts).most_common(1)[0]
-        if width < 2:
+        if max(width, *counts) < 2:
+            continue
+        mode, hits = Counter(counts).most_common(1)[0]
+        if mode < 2:
             continue
         score = hits / len(counts)
-        if score > best[0] + 1e-9 or (abs(score - best[0]) <= 1e-9 and width > best[1] and d is not None):
+        if d is None and best[2] != "" and score <= best[0] + 0.2:
+            continue  # whitespace only when clearly better than a real delimiter
+        if score > best[0]:
             best = (score, width, d)
-        if d is not None and score >= 0.99:
-            return d  # a real delimiter, consistent: preferred to whitespace
-    return best[2] if best[0] >= 0.8 else ""
+    return best[2] if best[0] >= 0.5 else ""
 
 
 def _is_number(cell: str) -> bool:
@@ -166,6 +171,16 @@ def _has_header(rows: list[list[str]], known: set[str]) -> bool:
     return False
 
 
+_COMMA_NUMBER = re.compile(r"[-+]?\d+,\d+")
+_POINT_NUMBER = re.compile(r"[-+]?\d*\.\d+")
+
+
+def _decimal_comma(rows: list[list[str]]) -> bool:
+    """Numbers written ``1,5`` (and none ``1.5``) in the sampled cells."""
+    cells = [c for r in rows[1:] for c in r]
+    return any(_COMMA_NUMBER.fullmatch(c) for c in cells) and not any(_POINT_NUMBER.fullmatch(c) for c in cells)
+
+
 def _sklearn_header(rows: list[list[str]]) -> list[str] | None:
     """Class names when the first row is scikit-learn's ``n_samples,n_features,names...``, else None."""
     first = rows[0]
@@ -175,6 +190,23 @@ def _sklearn_header(rows: list[list[str]]) -> list[str] | None:
     if len(rows[1]) != n_features + 1 or not all(_is_text(c) for c in first[2:]):
         return None
     return list(first[2:])
+
+
+def _check_rows(path: Path, rows: list[list[str]], numbers: list[int], delimiter: str | None) -> None:
+    """Every sampled row has as many fields as the first (or one more: R's row names)."""
+    if len(rows) != len(numbers):  # a quoted field over several lines: leave the counting to pandas
+        return
+    width = len(rows[0])
+    if len(rows) > 1 and len(rows[1]) == width + 1:
+        width += 1
+    for i, row in enumerate(rows[1:], start=1):
+        if len(row) != width:
+            sep = {None: "whitespace", "\t": "tab"}.get(delimiter, repr(delimiter))
+            raise _fail(
+                path,
+                f"data row {i} (file line {numbers[i]}) has {len(row)} fields, the header has {width} "
+                f"(delimiter {sep}); a ragged row or an unquoted delimiter inside a field",
+            )
 
 
 def read_csv_table(path: Path, known: Iterable[str] = ()) -> CsvTable:
@@ -198,7 +230,9 @@ def read_csv_table(path: Path, known: Iterable[str] = ()) -> CsvTable:
     except ImportError:
         raise CliError("--data: reading tables needs pandas: pip install 'flatnet_xp[tables]'") from None
     text, encoding = _decode(path, _raw_sample(path))
-    lines = [line for line in text.splitlines() if line.strip()][:200]
+    numbered = [(i + 1, line) for i, line in enumerate(text.splitlines()) if line.strip()][:200]
+    lines = [line for _, line in numbered]
+    numbers = [i for i, _ in numbered]
     if not lines:
         raise _fail(path, "no rows (the file holds only blank lines)")
     delimiter = _sniff(lines)
@@ -211,6 +245,8 @@ def read_csv_table(path: Path, known: Iterable[str] = ()) -> CsvTable:
     notes: list[str] = []
     kwargs: dict[str, Any] = {}
     classes = _sklearn_header(rows)
+    if classes is None:
+        _check_rows(path, rows, numbers, delimiter)
     width = max(len(r) for r in rows[1:]) if len(rows) > 1 else len(rows[0])
     if classes is not None:
         header = False
@@ -219,6 +255,11 @@ def read_csv_table(path: Path, known: Iterable[str] = ()) -> CsvTable:
     else:
         header = _has_header(rows, set(known))
         if header:
+            named = [c for c in rows[0] if c]
+            twice = [c for c, k in Counter(named).items() if k > 1]
+            if twice:
+                cols = [j + 1 for j, c in enumerate(rows[0]) if c == twice[0]]
+                raise _fail(path, f"the header names the column {twice[0]!r} twice (columns {cols[0]} and {cols[1]})")
             kwargs.update(header=0)
             if len(rows) > 1 and len(rows[0]) == len(rows[1]) - 1:
                 kwargs.update(index_col=0)
@@ -226,6 +267,9 @@ def read_csv_table(path: Path, known: Iterable[str] = ()) -> CsvTable:
         else:
             kwargs.update(header=None, names=[f"x{j}" for j in range(width)])
     sep = r"\s+" if delimiter is None else delimiter
+    if delimiter != "," and _decimal_comma(rows):
+        kwargs.update(decimal=",")
+        notes.append("decimal commas")
     try:
         frame = pd.read_csv(
             path,

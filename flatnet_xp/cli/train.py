@@ -361,7 +361,7 @@ def run(args: argparse.Namespace) -> int:
 
     # 3. Say what will happen, then train.
     n_raw = len(table.feature_names)
-    print(f"data: {args.data}: {table.n_rows} rows, {n_raw} columns besides the target ({table.description})")
+    print(f"data: {args.data}: {table.n_rows} rows, {n_raw} feature columns ({table.description}); target {target!r}")
     for note in table.notes:
         print(f"  note: {note}")
     if roles:
@@ -369,10 +369,10 @@ def run(args: argparse.Namespace) -> int:
         print(roles_table(roles))
     if tgt.task == "classify":
         assert classes is not None
-        print(f"target {target!r}: classification ({reason}), {len(classes)} classes {_shown(classes)}; loss {loss}")
+        print(f"task: classification ({reason}), {len(classes)} classes {_shown(classes)}; loss {loss}")
     else:
         lo, hi = float(tgt.y.min()), float(tgt.y.max())
-        print(f"target {target!r}: regression ({reason}), values in [{lo:.6g}, {hi:.6g}]; loss {loss}")
+        print(f"task: regression ({reason}), target in [{lo:.6g}, {hi:.6g}]; loss {loss}")
     split = f"{train_idx.shape[0]} training rows, {val_idx.shape[0]} validation rows"
     split += " (no validation)" if val is None else " (stratified)" if stratified else ""
     scaled = " and target" if prep.target_scale is not None else ""

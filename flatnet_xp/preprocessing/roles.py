@@ -37,6 +37,8 @@ MAX_INT_LEVELS = 10
 MAX_LEVELS = 50
 #: Levels seen fewer times than this in training share the ``(rare)`` output.
 RARE_COUNT = 3
+#: Texts longer than this are never levels (they encode as all zeros).
+MAX_LEVEL_CHARS = 200
 _ID_NAME = re.compile(r"(?i)^(id|.*[_ .\-]id|.*ID|index|row|rownames|unnamed: ?0|key|uuid)$")
 _DATE_LIKE = re.compile(r"^\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?$")
 _MIN_ROWS_FOR_ID = 20
@@ -95,9 +97,11 @@ def _looks_like_id(name: str, values: np.ndarray | None, n_distinct: int, n: int
 
 def _onehot(cells: list[Any], missing: np.ndarray, number: float | None) -> tuple[Step, str]:
     counts = Counter(cell_text(v) for v, m in zip(cells, missing.tolist(), strict=True) if not m)
+    for long in [lv for lv in counts if len(lv) > MAX_LEVEL_CHARS]:  # never a level: all zeros
+        del counts[long]
     ordered = sorted(counts, key=lambda lv: (-counts[lv], lv))
     kept = [lv for lv in ordered if counts[lv] >= RARE_COUNT][:MAX_LEVELS]
-    if len(kept) < 1:
+    if not kept and ordered:
         kept = ordered[:1]
     rare = [lv for lv in ordered if lv not in set(kept)]
     kept_sorted = sorted(kept, key=_level_key)
@@ -152,7 +156,8 @@ def _fit_one(name: str, values: Any, forced: bool) -> tuple[Step | None, Role, b
         bad = int(np.isnan(numbers).sum())
         all_missing = n_missing + bad
         median = float(np.median(good))
-        if integral and 3 <= n_distinct <= MAX_INT_LEVELS and numeric_share == 1.0:
+        few = 3 <= n_distinct <= MAX_INT_LEVELS and n >= 10 * n_distinct  # enough rows to learn each level
+        if integral and few and numeric_share == 1.0:
             step, detail = _onehot(cells, missing, median)
             note = _missing_note(n_missing, n, f"{step.params['fill']!r}")
             return (
@@ -175,6 +180,8 @@ def _fit_one(name: str, values: Any, forced: bool) -> tuple[Step | None, Role, b
         detail = f"format {fmt or 'mixed'} -> days since 1970, year, month, weekday"
         detail += _missing_note(n_missing + unparsed, n, "median date")
         return Step("date", name, p), Role(name, "date", detail), False
+    if all(len(t) > MAX_LEVEL_CHARS for t in texts):
+        return None, Role(name, "dropped", f"free text (cells longer than {MAX_LEVEL_CHARS} characters)"), False
     if not forced and _looks_like_id(name, None, n_distinct, n):
         return None, Role(name, "dropped", "id (a different text in every row)"), True
     if not forced and n_distinct > max(MAX_LEVELS, n // 2):
