@@ -172,7 +172,7 @@ def _npz_features(path: Path, arrays: dict[str, np.ndarray]) -> tuple[np.ndarray
         r, c = (int(i) for i in np.argwhere(bad)[0])
         names = _npz_names(path, arrays, X.shape[1])
         col = names[c] if names else f"x{c}"
-        what = "missing value (NaN)" if np.isnan(X[r, c]) else f"infinite value {X[r, c]!r}"
+        what = "missing value (NaN)" if np.isnan(X[r, c]) else f"infinite value {float(X[r, c])}"
         raise _fail(path, f"{what} at {_where(r + 1, None)}, column {col!r}")
     return X, _npz_names(path, arrays, X.shape[1])
 

@@ -405,5 +405,5 @@ def _as_matrix(X: Any, n_features: int) -> np.ndarray:
     finite = np.isfinite(x)
     if not finite.all():
         row, col = np.argwhere(~finite)[0]
-        raise ValueError(f"X: non-finite value {x[row, col]!r} at row {row}, column {col}")
+        raise ValueError(f"X: non-finite value {float(x[row, col])} at row {int(row)}, column {int(col)}")
     return x

@@ -136,7 +136,7 @@ def infer_target(
         finite = np.isfinite(nums)
         if not finite.all():
             i = int(np.argmin(finite))
-            raise ValueError(f"target {name!r}: non-finite value {nums[i]!r} at row {i + 1}")
+            raise ValueError(f"target {name!r}: non-finite value {float(nums[i])} at row {i + 1}")
         integral = bool(np.all(nums == np.round(nums)))
         distinct = np.unique(nums)
         exact = _exact_integers(arr) if integral and float(np.abs(nums).max()) >= _EXACT_LIMIT else None
@@ -145,7 +145,7 @@ def infer_target(
         if not integral:
             bad = nums[int(np.argmax(nums != np.round(nums)))]
             raise ValueError(
-                f"target {name!r} holds non-integer numbers (e.g. {bad!r}): classification needs class labels"
+                f"target {name!r} holds non-integer numbers (e.g. {float(bad):g}): classification needs class labels"
             )
         n_distinct = distinct.shape[0] if exact is None else len(set(exact))
         if task is None and n_distinct > max_classes:
