@@ -28,8 +28,10 @@ from flatnet_xp.optim import OPTIMIZERS
 
 __all__ = ["add_parser", "run", "split_indices"]
 
-#: Without --epochs: train at most this many epochs, stopping early on the validation loss.
-MAX_EPOCHS = 300
+#: Without --epochs: train at most this many epochs, stopping early on the validation loss ...
+MAX_EPOCHS = 1000
+#: ... and at most this many training rows' passes in all (fewer epochs on large tables).
+MAX_ROW_PASSES = 2_000_000
 #: Without --epochs and --patience: epochs without improvement before stopping.
 DEFAULT_PATIENCE = 10
 #: Without --epochs and without validation rows (--val-split 0): this many epochs.
@@ -139,7 +141,8 @@ def add_parser(sub: Any) -> None:
         "--epochs",
         default=None,
         type=int_at_least(1),
-        help=f"default: early stopping on the validation rows (at most {MAX_EPOCHS} epochs, patience "
+        help=f"default: early stopping on the validation rows (at most {MAX_EPOCHS} epochs, fewer on tables "
+        f"over {MAX_ROW_PASSES // MAX_EPOCHS} rows; patience "
         f"{DEFAULT_PATIENCE}, best weights restored); {NO_VAL_EPOCHS} epochs without validation rows",
     )
     p.add_argument("--batch-size", default=32, type=int_at_least(1), help="default %(default)s")
@@ -354,7 +357,8 @@ def run(args: argparse.Namespace) -> int:
     val = (prep.transform(X[val_idx]), y[val_idx]) if val_idx.shape[0] else None
     epochs, patience = args.epochs, args.patience
     if epochs is None:
-        epochs = MAX_EPOCHS if val is not None else NO_VAL_EPOCHS
+        limit = min(MAX_EPOCHS, max(50, MAX_ROW_PASSES // train_idx.shape[0]))
+        epochs = limit if val is not None else NO_VAL_EPOCHS
         patience = patience or (DEFAULT_PATIENCE if val is not None else None)
     if patience is not None and val is None:
         raise CliError("--patience: early stopping needs validation rows; use a --val-split above 0")
