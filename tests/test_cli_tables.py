@@ -101,9 +101,8 @@ def test_numeric_column_names_still_make_a_header(tmp_path, capsys):
     countries = [f"Country {i}" for i in range(40)]
     years = rng.normal(size=(40, 3)).round(3)
     data = tmp_path / "years.csv"
-    data.write_text(
-        "Country Name,2006,2007,2008\n" + "".join(f"{c},{a},{b},{t}\n" for c, (a, b, t) in zip(countries, years))
-    )
+    rows = [f"{c},{a},{b},{t}\n" for c, (a, b, t) in zip(countries, years, strict=True)]
+    data.write_text("Country Name,2006,2007,2008\n" + "".join(rows))
     model, out = trained(tmp_path, data, "--target", "2008", capsys=capsys)
     assert "a header row" in out and "target '2008'" in out
     prep = fx.FlatMLP.load(model).preprocessing
@@ -155,7 +154,7 @@ def test_date_column_becomes_date_parts(tmp_path, capsys):
     model, out = trained(tmp_path, data, "--target", "label", capsys=capsys)
     assert "when    date" in out
     names = fx.FlatMLP.load(model).preprocessing.feature_names
-    assert ("when__days", "when__year", "when__month", "when__weekday") == names[-4:]
+    assert names[-4:] == ("when__days", "when__year", "when__month", "when__weekday")
 
 
 def test_missing_values_at_prediction_are_imputed_as_in_training(tmp_path, capsys):
