@@ -103,7 +103,7 @@ def parse_dates(values: Any, fmt: str | None) -> np.ndarray:
     if ok.any():
         good = parsed[ok]
         days = (good - pd.Timestamp("1970-01-01", tz="UTC")).dt.total_seconds().to_numpy() / 86400.0
-        out[ok] = np.column_stack([days, good.dt.year, good.dt.month, good.dt.dayofweek]).astype(np.float64)
+        out[ok] = np.column_stack([days, good.dt.year, good.dt.month, good.dt.day_of_week]).astype(np.float64)
     return out
 
 
