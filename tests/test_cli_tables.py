@@ -169,13 +169,24 @@ def test_missing_values_at_prediction_are_imputed_as_in_training(tmp_path, capsy
     assert len(lines) == 3
 
 
+def test_non_numbers_at_prediction_are_imputed_and_said_so(tmp_path, capsys):
+    data = tmp_path / "t.csv"
+    frame().to_csv(data, index=False)
+    model, _ = trained(tmp_path, data, capsys=capsys)
+    new = tmp_path / "new.csv"
+    new.write_text('u,v,colour\n1.5,n/a,red\n"1,234",0.2,red\n')
+    lines, err = predict(model, new, capsys)
+    assert len(lines) == 3 and "note: column 'u': 1 non-numeric cells read as missing" in err
+
+
 def test_unseen_level_encodes_as_zeros_never_an_error(tmp_path, capsys):
     data = tmp_path / "t.csv"
     frame().to_csv(data, index=False)
     model, _ = trained(tmp_path, data, capsys=capsys)
     new = tmp_path / "new.csv"
     new.write_text("u,v,colour\n0.1,0.2,purple\n")
-    lines, _ = predict(model, new, capsys)
+    lines, err = predict(model, new, capsys)
+    assert "note: column 'colour': 1 levels unseen in training (encoded as zeros)" in err
     prep = fx.FlatMLP.load(model).preprocessing
     encoded = prep.columns.transform(pd.read_csv(new))
     onehot = [i for i, n in enumerate(prep.feature_names) if n.startswith("colour=")]

@@ -73,6 +73,7 @@ class PredictionTable:
     y: np.ndarray | None
     ids: np.ndarray | None
     description: str
+    notes: list[str] = field(default_factory=list)
 
 
 def _fail(path: Path, message: str) -> CliError:
@@ -283,7 +284,7 @@ def read_prediction_table(path_text: str, prep: Any) -> PredictionTable:
         X = prep.columns.transform(frame)
         id_col = prep.columns.id_column
         ids = np.asarray(frame[id_col], dtype=object) if id_col is not None and id_col in names else None
-        return PredictionTable(X, y, ids, table.description)
+        return PredictionTable(X, y, ids, table.description, prep.columns.surprises(frame))
     expected = tuple(prep.feature_names)
     if not table.header and all(n.startswith("x") and n[1:].isdigit() for n in expected):
         features = names[: len(expected)] if len(names) == len(expected) else [n for n in names if n != target]

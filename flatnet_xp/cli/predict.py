@@ -188,6 +188,8 @@ def run(args: argparse.Namespace) -> int:
     id_name = prep.columns.id_column if prep.columns is not None else None
     text = predictions_csv(net, prep, table.X, args.proba, table.ids, id_name or "")
     score = score_line(net, prep, table.X, table.y) if table.y is not None else None
+    for note in table.notes:  # never silent: what the model could not read as in training
+        print(f"note: {note}", file=sys.stderr)
     if out is None:
         sys.stdout.write(text)
         sys.stdout.flush()

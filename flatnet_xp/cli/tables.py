@@ -270,22 +270,15 @@ def read_csv_table(path: Path, known: Iterable[str] = ()) -> CsvTable:
     if delimiter != "," and _decimal_comma(rows):
         kwargs.update(decimal=",")
         notes.append("decimal commas")
+    options = dict(sep=sep, compression="infer", na_values=_EXTRA_NA, skipinitialspace=True, **kwargs)
     try:
-        frame = pd.read_csv(
-            path,
-            sep=sep,
-            encoding=encoding,
-            compression="infer",
-            na_values=_EXTRA_NA,
-            skipinitialspace=True,
-            skip_blank_lines=True,
-            **kwargs,
-        )
-    except UnicodeDecodeError:
-        encoding = "latin-1"
-        frame = pd.read_csv(path, sep=sep, encoding=encoding, na_values=_EXTRA_NA, skipinitialspace=True, **kwargs)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError, OSError) as exc:
-        raise _fail(path, f"not a readable table ({' '.join(str(exc).split())})") from None
+        try:
+            frame = pd.read_csv(path, encoding=encoding, **options)
+        except UnicodeDecodeError:  # UTF-8 at the start, not further on
+            encoding = "latin-1"
+            frame = pd.read_csv(path, encoding=encoding, **options)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError, OSError, EOFError) as exc:
+        raise _fail(path, f"not a readable table ({' '.join(str(exc).split())[:300]})") from None
     if "index_col" in kwargs:
         frame = frame.reset_index(drop=True)
     names = [str(c).strip() for c in frame.columns]

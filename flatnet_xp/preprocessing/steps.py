@@ -236,6 +236,20 @@ class Step:
             cols.append(missing.astype(np.float64))
         return np.column_stack(cols) if cols else np.zeros((cells.shape[0], 0))
 
+    def surprises(self, values: Any) -> int:
+        """How many present cells this step cannot read as in training: non-numbers in a numeric
+        column, levels never seen in a categorical one, non-dates in a date one (all imputed or zeros)."""
+        cells = np.asarray(values, dtype=object).reshape(-1)
+        present = [v for v in cells.tolist() if not is_missing(v)]
+        if not present:
+            return 0
+        if self.kind == "numeric":
+            return int(np.isnan(to_floats(np.asarray(present, dtype=object))).sum())
+        if self.kind == "date":
+            return int(np.isnan(parse_dates(np.asarray(present, dtype=object), self.params["format"])[:, 0]).sum())
+        known = set(self.params["levels"]) | set(self.params["rare"])
+        return sum(cell_text(v) not in known for v in present)
+
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "column": self.column, "params": dict(self.params)}
 
@@ -305,6 +319,17 @@ class ColumnSteps:
         if len(n) > 1:
             raise ValueError(f"columns of different lengths {sorted(n)}")
         return np.concatenate(blocks, axis=1)
+
+    def surprises(self, frame: Mapping[str, Any] | Any) -> list[str]:
+        """One note per column whose cells the steps cannot read as in training (see :meth:`Step.surprises`)."""
+        what = {"numeric": "non-numeric cells read as missing", "date": "cells that are not dates read as missing",
+                "onehot": "levels unseen in training (encoded as zeros)"}  # fmt: skip
+        notes = []
+        for s in self.steps:
+            k = s.surprises(frame[s.column])
+            if k:
+                notes.append(f"column {s.column!r}: {k} {what[s.kind]}")
+        return notes
 
     def to_dict(self) -> dict[str, Any]:
         return {
