@@ -289,3 +289,23 @@ def test_numbers_in_messages_are_plain(tmp_path, capsys):
     assert train("--data", str(data), "--task", "classify", "--out", str(tmp_path / "m.st")) == 2
     line = one_error_line(capsys.readouterr().err, "train")
     assert "non-integer numbers (e.g. 0.5)" in line and "np." not in line
+
+
+def test_model_without_column_steps_reads_its_columns_from_a_csv(tmp_path, capsys):
+    """A model trained on a .npz (numbers only; also every model of format version 1) needs exactly
+    its feature columns, numeric, in order."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 2))
+    np.savez(tmp_path / "t.npz", X=X, y=np.where(X[:, 0] > 0, "pos", "neg"), feature_names=np.array(["u", "v"]))
+    model = tmp_path / "t.st"
+    assert train("--data", str(tmp_path / "t.npz"), "--out", str(model), "--epochs", "2") == 0
+    assert fx.FlatMLP.load(model).preprocessing.columns is None
+    good, bad = tmp_path / "good.csv", tmp_path / "bad.csv"
+    good.write_text("u,v\n0.5,1.0\n-1.0,2.0\n")
+    bad.write_text("u,v\n0.5,\n")
+    capsys.readouterr()
+    lines, _ = predict(model, good, capsys)
+    assert lines[0] == "y" and len(lines) == 3
+    assert main(["predict", "--model", str(model), "--data", str(bad)]) == 2
+    line = one_error_line(capsys.readouterr().err, "predict")
+    assert "missing or non-numeric value at data row 1, column 'v'" in line
