@@ -135,6 +135,8 @@ def _target_values(values: Any) -> tuple[np.ndarray, np.ndarray]:
     cells = np.asarray(values, dtype=object)
     present = ~np.fromiter((is_missing(v) for v in cells.tolist()), dtype=bool, count=cells.shape[0])
     kept = cells[present].tolist()
+    if all(isinstance(v, int | np.integer) and not isinstance(v, bool | np.bool_) for v in kept):
+        return np.asarray(kept, dtype=np.int64), present  # exact: 2**53 + 1 stays itself
     try:
         return np.asarray([float(v) for v in kept], dtype=np.float64), present
     except (TypeError, ValueError):
