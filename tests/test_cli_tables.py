@@ -309,3 +309,13 @@ def test_model_without_column_steps_reads_its_columns_from_a_csv(tmp_path, capsy
     assert main(["predict", "--model", str(model), "--data", str(bad)]) == 2
     line = one_error_line(capsys.readouterr().err, "predict")
     assert "missing or non-numeric value at data row 1, column 'v'" in line
+
+
+def test_a_header_of_years_only_is_a_header(tmp_path, capsys):
+    rng = np.random.default_rng(2)
+    data = tmp_path / "years.csv"
+    values = rng.normal(size=(30, 4)).round(3)
+    data.write_text("2005,2006,2007,2008\n" + "".join(",".join(map(str, row)) + "\n" for row in values))
+    model, out = trained(tmp_path, data, capsys=capsys)
+    assert "30 rows" in out and "target '2008'" in out
+    assert fx.FlatMLP.load(model).preprocessing.columns.input_columns == ("2005", "2006", "2007")

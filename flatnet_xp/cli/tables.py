@@ -21,6 +21,7 @@ from __future__ import annotations
 import bz2
 import csv
 import gzip
+import itertools
 import lzma
 import re
 import zipfile
@@ -148,12 +149,23 @@ def _is_text(cell: str) -> bool:
     return not is_missing(cell) and not _is_number(cell)
 
 
+def _counting_names(cells: list[str]) -> bool:
+    """At least 3 cells that count up by one (after an optional leading text cell): ``1960,1961,1962``."""
+    numbers = [c for c in cells if not _is_text(c)]
+    if len(numbers) < 3 or len(numbers) < len(cells) - 1 or not all(c.isdigit() for c in numbers):
+        return False
+    values = [int(c) for c in numbers]
+    return all(b - a == 1 for a, b in itertools.pairwise(values))
+
+
 def _has_header(rows: list[list[str]], known: set[str]) -> bool:
     first, rest = rows[0], rows[1:]
     if known & {c.strip() for c in first}:
         return True
     if rest and len(first) == len(rest[0]) - 1:
         return True  # R's write.table: row names without a header cell
+    if _counting_names(first):
+        return True  # 1960,1961,...: year names, not a row of data
     if not any(_is_text(c) for c in first):
         return False
     if not rest:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,15 @@ from flatnet_xp.cli._common import (
     refuse_same_file,
     strict_int,
 )
+from flatnet_xp.cli._train_parts import (
+    EpochLines,
+    check_column_flags,
+    epochs_text,
+    shown,
+    split_indices,
+    task_and_loss,
+    use_bars,
+)
 from flatnet_xp.losses import LOSSES
 from flatnet_xp.optim import OPTIMIZERS
 
@@ -36,8 +44,6 @@ MAX_ROW_PASSES = 2_000_000
 DEFAULT_PATIENCE = 10
 #: Without --epochs and without validation rows (--val-split 0): this many epochs.
 NO_VAL_EPOCHS = 100
-
-_TASK_OF_LOSS = {name: "classify" if loss.classification else "regress" for name, loss in LOSSES.items()}
 
 
 def _widths(text: str, *, minimum_count: int) -> list[int]:
@@ -175,108 +181,6 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(run=run)
 
 
-# ------------------------------------------------------------------------------------ pieces
-def split_indices(y: np.ndarray, stratify: bool, val_split: float, seed: int) -> tuple[np.ndarray, np.ndarray, bool]:
-    """Training and validation row indices (sorted) and whether the split is stratified.
-
-    ``round(val_split * n)`` rows (at most n - 1) go to validation. Stratified: they are shared out
-    between the classes in proportion to their sizes (largest remainders first), every class
-    keeping at least one training row, as scikit-learn's StratifiedShuffleSplit does.
-    """
-    n = y.shape[0]
-    rng = np.random.default_rng(seed)
-    n_val = min(round(val_split * n), n - 1)
-    if n_val <= 0:
-        return np.arange(n), np.arange(0), False
-    if not stratify:
-        order = rng.permutation(n)
-        return np.sort(order[n_val:]), np.sort(order[:n_val]), False
-    classes, inverse, counts = np.unique(y, return_inverse=True, return_counts=True)
-    quota = counts * (n_val / n)
-    cap = counts - 1
-    take = np.minimum(np.floor(quota).astype(np.int64), cap)
-    for k in np.argsort(-(quota - take), kind="stable"):
-        if take.sum() >= n_val:
-            break
-        if take[k] < cap[k]:
-            take[k] += 1
-    inverse = inverse.reshape(-1)
-    val = np.concatenate([rng.permutation(np.flatnonzero(inverse == k))[: take[k]] for k in range(classes.shape[0])])
-    val = np.sort(val)
-    return np.setdiff1d(np.arange(n), val), val, True
-
-
-def _shown(names: tuple[str, ...], limit: int = 10) -> str:
-    text = ", ".join(repr(n) for n in names[:limit])
-    return text + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
-
-
-def _task_and_loss(args: argparse.Namespace) -> tuple[str | None, str | None]:
-    """The task asked for (by --task, or implied by --loss), and the loss asked for; conflicts refused."""
-    task, loss = args.task, args.loss
-    if loss is not None and task is not None and _TASK_OF_LOSS[loss] != task:
-        kind = "a classification" if _TASK_OF_LOSS[loss] == "classify" else "a regression"
-        raise CliError(f"--loss {loss} is {kind} loss, but --task {task} was given")
-    return task or (None if loss is None else _TASK_OF_LOSS[loss]), loss
-
-
-class _EpochLines:
-    """The per-epoch callback: one plain line per epoch (through tqdm.write when bars are shown)."""
-
-    def __init__(self, epochs: int, val: tuple[np.ndarray, np.ndarray] | None, loss: str, bars: bool, quiet: bool):
-        self.epochs, self.val, self.loss, self.quiet = epochs, val, loss, quiet
-        self.metric_name = "val_accuracy" if loss in ("cross_entropy", "bce") else "val_r2"
-        self.metric: list[float] = []
-        self.write = print
-        if bars:
-            from tqdm.auto import tqdm
-
-            self.write = tqdm.write
-
-    def __call__(self, net: Any, history: Any) -> None:
-        parts = [f"loss {history.loss[-1]:.6g}"]
-        if self.val is not None:
-            self.metric.append(history.val_score[-1])  # accuracy or R^2, computed by fit
-            parts += [f"val_loss {history.val_loss[-1]:.6g}", f"{self.metric_name} {self.metric[-1]:.4f}"]
-        parts.append(f"{history.epoch_time[-1]:.2f} s")
-        if not self.quiet:
-            self.write(f"epoch {history.epochs}/{self.epochs}: " + ", ".join(parts))
-
-
-def _epochs_text(asked: int | None, epochs: int, patience: int | None) -> str:
-    if asked is None and patience is not None:
-        return f"up to {epochs} epochs (early stopping, patience {patience})"
-    return f"{epochs} epochs" + (f" (early stopping, patience {patience})" if patience else "")
-
-
-def _check_column_flags(args: argparse.Namespace, table: Any) -> None:
-    """--drop and --features name columns of the table (not the target), and not both the same one."""
-    import difflib
-
-    names = list(table.feature_names)
-    for flag, cols in (("--drop", args.drop), ("--features", args.features)):
-        if cols is None:
-            continue
-        if table.frame is None:
-            raise CliError(f"{flag}: only for table files (a .npz has no named columns to choose)")
-        for c in cols:
-            if c == table.target_name:
-                raise CliError(f"{flag} {c}: that is the target column")
-            if c not in names:
-                close = difflib.get_close_matches(c, names, n=3, cutoff=0.5)
-                hint = f"; did you mean {', '.join(repr(m) for m in close)}?" if close else ""
-                raise CliError(
-                    f"{flag} {c}: not a column of {args.data}{hint} ({len(names)} columns: {_shown(tuple(names))})"
-                )
-    both = set(args.drop or ()) & set(args.features or ())
-    if both:
-        raise CliError(f"--drop and --features both name {sorted(both)[0]!r}")
-
-
-def _use_bars(args: argparse.Namespace) -> bool:
-    return not (args.no_progress or args.quiet) and sys.stderr.isatty() and have_module("tqdm")
-
-
 # ------------------------------------------------------------------------------------ the command
 def run(args: argparse.Namespace) -> int:
     """Run ``flatnet-xp train``; raises CliError (status 2) for every mistake before any training."""
@@ -293,12 +197,12 @@ def run(args: argparse.Namespace) -> int:
             raise CliError("--plot: needs matplotlib: pip install 'flatnet_xp[plot]' (or use --no-plot)")
     refuse_same_file(("--data", Path(args.data)), ("--out", out), ("--plot", plot))
     check_backend(args.backend, args.device)
-    wanted_task, wanted_loss = _task_and_loss(args)
+    wanted_task, wanted_loss = task_and_loss(args)
 
     # 2. The data, the task and the split.
     table = read_training_table(args.data, args.target)
     target = table.target_name or "y"
-    _check_column_flags(args, table)
+    check_column_flags(args, table)
     try:
         tgt = infer_target(table.y, wanted_task, name=target)  # type: ignore[arg-type]
     except ValueError as exc:
@@ -373,7 +277,7 @@ def run(args: argparse.Namespace) -> int:
         print(roles_table(roles))
     if tgt.task == "classify":
         assert classes is not None
-        print(f"task: classification ({reason}), {len(classes)} classes {_shown(classes)}; loss {loss}")
+        print(f"task: classification ({reason}), {len(classes)} classes {shown(classes)}; loss {loss}")
     else:
         lo, hi = float(tgt.y.min()), float(tgt.y.max())
         print(f"task: regression ({reason}), target in [{lo:.6g}, {hi:.6g}]; loss {loss}")
@@ -390,11 +294,11 @@ def run(args: argparse.Namespace) -> int:
     hidden = f"{args.activation} hidden, " if len(sizes) > 2 else "no hidden layer, "
     print(
         f"network: {sizes} ({hidden}{args.output_activation} output), {args.optimizer} "
-        f"lr {args.lr:g}, {_epochs_text(args.epochs, epochs, patience)}, batch {args.batch_size}, "
+        f"lr {args.lr:g}, {epochs_text(args.epochs, epochs, patience)}, batch {args.batch_size}, "
         f"{args.backend} {args.dtype}"
     )
-    bars = _use_bars(args)
-    lines = _EpochLines(epochs, val, loss, bars, args.quiet)
+    bars = use_bars(args)
+    lines = EpochLines(epochs, val, loss, bars, args.quiet)
     t0 = time.perf_counter()
     try:
         hist = net.fit(
