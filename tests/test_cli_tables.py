@@ -319,3 +319,12 @@ def test_a_header_of_years_only_is_a_header(tmp_path, capsys):
     model, out = trained(tmp_path, data, capsys=capsys)
     assert "30 rows" in out and "target '2008'" in out
     assert fx.FlatMLP.load(model).preprocessing.columns.input_columns == ("2005", "2006", "2007")
+
+
+def test_r_write_csv_row_names_under_an_empty_name_are_dropped(tmp_path, capsys):
+    data = tmp_path / "r.csv"
+    frame(12).to_csv(data, index_label="")
+    assert data.read_text().startswith(",u,v,colour,label")
+    model, out = trained(tmp_path, data, capsys=capsys)
+    assert "R row names dropped" in out
+    assert fx.FlatMLP.load(model).preprocessing.columns.input_columns == ("u", "v", "colour")

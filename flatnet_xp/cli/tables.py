@@ -293,6 +293,9 @@ def read_csv_table(path: Path, known: Iterable[str] = ()) -> CsvTable:
         raise _fail(path, f"not a readable table ({' '.join(str(exc).split())[:300]})") from None
     if "index_col" in kwargs:
         frame = frame.reset_index(drop=True)
+    elif header and rows[0][0] == "" and frame.shape[1] > 2 and frame.iloc[:, 0].is_unique:
+        frame = frame.iloc[:, 1:]  # R's write.csv: "" above the row names
+        notes.append("R row names dropped")
     names = [str(c).strip() for c in frame.columns]
     if all(len(n) > 1 and n[0] == n[-1] == "'" for n in names):  # 'OBS' 'GPA': single-quoted names
         names = [n[1:-1] for n in names]
