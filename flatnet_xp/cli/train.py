@@ -181,6 +181,19 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(run=run)
 
 
+def _check_metadata_size(prep: Any) -> None:
+    """The preprocessing must fit in a model file's header (read back with a bounded size)."""
+    import json
+
+    from flatnet_xp.persistence import MAX_HEADER_BYTES
+
+    size = len(json.dumps(prep.to_dict()).encode("utf-8"))
+    if size > MAX_HEADER_BYTES // 2:
+        widest = max(prep.columns.steps, key=lambda s: len(json.dumps(s.params))) if prep.columns else None
+        hint = f"; the largest is column {widest.column!r}: --drop it" if widest is not None else ""
+        raise CliError(f"the preprocessing takes {size} bytes, too much for a model file{hint}")
+
+
 # ------------------------------------------------------------------------------------ the command
 def run(args: argparse.Namespace) -> int:
     """Run ``flatnet-xp train``; raises CliError (status 2) for every mistake before any training."""
@@ -255,6 +268,7 @@ def run(args: argparse.Namespace) -> int:
         )
     except (ValueError, TypeError) as exc:
         raise CliError(f"--data {args.data}: {exc}") from None
+    _check_metadata_size(prep)
     if tgt.task == "regress":  # a standardized target: the network learns it in units of its spread
         y = prep.scale_target(y)
     Xt, yt = prep.transform(X[train_idx]), y[train_idx]

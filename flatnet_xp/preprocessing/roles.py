@@ -37,6 +37,8 @@ MAX_INT_LEVELS = 10
 MAX_LEVELS = 50
 #: Levels seen fewer times than this in training share the ``(rare)`` output.
 RARE_COUNT = 3
+#: At most this many rare levels are stored (the most frequent); rarer ones encode as unseen levels.
+MAX_RARE = 100
 #: Texts longer than this are never levels (they encode as all zeros).
 MAX_LEVEL_CHARS = 200
 _ID_NAME = re.compile(r"(?i)^(id|.*[_ .\-]id|.*ID|index|row|rownames|unnamed: ?0|key|uuid)$")
@@ -103,7 +105,7 @@ def _onehot(cells: list[Any], missing: np.ndarray, number: float | None) -> tupl
     kept = [lv for lv in ordered if counts[lv] >= RARE_COUNT][:MAX_LEVELS]
     if not kept and ordered:
         kept = ordered[:1]
-    rare = [lv for lv in ordered if lv not in set(kept)]
+    rare = [lv for lv in ordered if lv not in set(kept)][:MAX_RARE]  # rarer still: unseen (zeros)
     kept_sorted = sorted(kept, key=_level_key)
     fill = ordered[0] if missing.any() else None
     step = Step(
