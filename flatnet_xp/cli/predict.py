@@ -21,13 +21,15 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "predict",
         help="predict with a model written by `flatnet-xp train` on the raw rows of a CSV or .npz",
-        description="Load a model file, check the data's columns against the feature names stored in it "
-        "(a target column may be present: it is ignored), apply the stored standardization and write the "
-        "predictions as CSV with a header: the class names (classification) or the values (regression) "
-        "under the target's name, or with --proba one column per class.",
+        description="Load a model file, read the columns it was trained on from the data (by name, in any "
+        "order; others are ignored), replay the stored preprocessing and write the predictions as CSV with a "
+        "header: the class names (classification) or the values (regression; the rate for a Poisson model) "
+        "under the target's name, or with --proba one column per class; an ID column dropped in training "
+        "comes first. When the data holds the target column, the accuracy or R^2 and the loss are reported "
+        "(on stderr when the predictions go to stdout).",
     )
     p.add_argument("--model", required=True, help="model file written by flatnet-xp train")
-    p.add_argument("--data", required=True, help="CSV or .npz with the same feature columns as in training")
+    p.add_argument("--data", required=True, help="a table (or .npz) with the columns the model was trained on")
     p.add_argument("--out", default=None, help="CSV to write (default: print to stdout)")
     p.add_argument("--proba", action="store_true", help="class probabilities, one column per class")
     p.add_argument("--backend", default="numpy", choices=sorted(BACKENDS))

@@ -88,16 +88,19 @@ def add_parser(sub: Any) -> None:
         "train",
         help="train a network on a CSV or .npz table and save it (with its preprocessing)",
         description="Train a FlatMLP on a table and save it as ONE safetensors file that also holds the "
-        "preprocessing (feature names, standardization, target name, task and class names), so that "
-        "`flatnet-xp predict` needs nothing else. Input and output widths come from the data; the task "
-        "(classification or regression) is inferred from the target column as scikit-learn's "
-        "type_of_target does and printed first. Hidden layers use --activation; the last layer is linear "
-        "(logits) unless --output-activation says otherwise.",
+        "preprocessing, so that `flatnet-xp predict` needs nothing else. Each column's role is decided on "
+        "the training rows and printed first: numeric (missing cells: median + indicator), categorical "
+        "(one-hot; rare levels grouped, unseen ones all zeros), date (days, year, month, weekday), or "
+        "dropped (id, constant, empty, free text; --drop, --features override). The task (classification "
+        "or regression) is inferred from the target column as scikit-learn's type_of_target does. Input "
+        "and output widths come from the data. Without --epochs, training stops early on the validation "
+        "rows and keeps the best weights. Hidden layers use --activation; the last layer is linear (logits) "
+        "unless --output-activation says otherwise.",
     )
     p.add_argument(
         "--data",
         required=True,
-        help="CSV (delimiter , ; tab or |; header optional) or .npz with arrays X and y",
+        help="a table (.csv .tsv .txt .dat, also .gz; delimiter, header, encoding detected) or .npz with X and y",
     )
     p.add_argument("--target", default=None, help="CSV target column: header name or index (default: the last)")
     p.add_argument(
