@@ -262,7 +262,7 @@ def test_rows_without_a_target_are_dropped_and_said_so(tmp_path, capsys):
     data.write_text("a,b,label\n1,2,x\n3,4,NA\n5,6,y\n7,8,x\n9,1,y\n")
     assert train("--data", str(data), "--out", str(tmp_path / "m.st"), "--epochs", "1", "-q") == 0
     out = capsys.readouterr().out
-    assert "4 rows" in out and "1 rows without a target value dropped" in out
+    assert "4 rows" in out and "1 rows without a target value (missing or not a number) dropped" in out
 
 
 def test_text_feature_column_is_one_hot_encoded(tmp_path, capsys):

@@ -328,3 +328,15 @@ def test_r_write_csv_row_names_under_an_empty_name_are_dropped(tmp_path, capsys)
     model, out = trained(tmp_path, data, capsys=capsys)
     assert "R row names dropped" in out
     assert fx.FlatMLP.load(model).preprocessing.columns.input_columns == ("u", "v", "colour")
+
+
+def test_stray_texts_in_a_numeric_target_drop_their_rows(tmp_path, capsys):
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=60)
+    y = [f"{v:.3f}" for v in 2 * x + 1]
+    y[5] = "n.a."
+    data = tmp_path / "t.csv"
+    pd.DataFrame({"x": x, "price": y}).to_csv(data, index=False)
+    model, out = trained(tmp_path, data, capsys=capsys)
+    assert "59 rows" in out and "1 rows without a target value (missing or not a number) dropped" in out
+    assert fx.FlatMLP.load(model).preprocessing.task == "regress"

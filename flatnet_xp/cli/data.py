@@ -16,7 +16,7 @@ import numpy as np
 
 from flatnet_xp.cli._common import CliError, check_input
 from flatnet_xp.cli.tables import COMPRESSIONS, TABLE_SUFFIXES, read_csv_table, table_suffix
-from flatnet_xp.preprocessing.steps import cell_text, is_missing
+from flatnet_xp.preprocessing.steps import cell_text, is_missing, to_floats
 
 __all__ = [
     "DATA_SUFFIXES",
@@ -137,10 +137,14 @@ def _target_values(values: Any) -> tuple[np.ndarray, np.ndarray]:
     kept = cells[present].tolist()
     if all(isinstance(v, int | np.integer) and not isinstance(v, bool | np.bool_) for v in kept):
         return np.asarray(kept, dtype=np.int64), present  # exact: 2**53 + 1 stays itself
-    try:
-        return np.asarray([float(v) for v in kept], dtype=np.float64), present
-    except (TypeError, ValueError):
-        return np.asarray([cell_text(v) for v in kept]), present
+    numbers = to_floats(np.asarray(kept, dtype=object))
+    good = ~np.isnan(numbers)
+    if good.all():
+        return numbers, present
+    if good.mean() >= 0.95:  # numbers with a few stray texts ("n.a.", "-"): those rows have no target
+        present[np.flatnonzero(present)[~good]] = False
+        return numbers[good], present
+    return np.asarray([cell_text(v) for v in kept]), present
 
 
 # ------------------------------------------------------------------------------------ NPZ
@@ -230,7 +234,7 @@ def read_training_table(path_text: str, target: str | None) -> Table:
     y, present = _target_values(frame[t])
     notes = []
     if not present.all():
-        notes.append(f"{int((~present).sum())} rows without a target value dropped")
+        notes.append(f"{int((~present).sum())} rows without a target value (missing or not a number) dropped")
     if not present.any():
         raise _fail(path, f"the target column {t!r} has no values (every cell is missing)")
     features = frame.loc[present, [c for c in columns if c != t]].reset_index(drop=True)

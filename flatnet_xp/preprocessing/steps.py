@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["KINDS", "MISSING_TEXT", "ColumnSteps", "Step", "cell_text", "is_missing"]
+__all__ = ["KINDS", "MISSING_TEXT", "ColumnSteps", "Step", "cell_text", "is_missing", "parse_dates", "to_floats"]
 
 #: Kinds of step a model file may hold.
 KINDS = ("numeric", "onehot", "date")
