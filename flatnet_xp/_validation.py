@@ -61,7 +61,7 @@ def check_real(
     low_ok = v > minimum if open_min else v >= minimum
     if not (math.isfinite(v) and low_ok and v <= maximum):
         lo = "(" if open_min else "["
-        raise ValueError(f"{name}: expected a finite number in {lo}{minimum}, {maximum}], got {value!r}")
+        raise ValueError(f"{name}: expected a finite number in {lo}{minimum}, {maximum}], got {v!r}")
     return v
 
 
@@ -175,7 +175,13 @@ def as_data_array(
             raise TypeError(f"{name}: expected a numeric array, got {describe(value)} ({exc})") from None
     kind = _dtype_kind(value)
     if kind not in numeric:
-        raise TypeError(f"{name}: expected a numeric (real) array, got {describe(value)}")
+        hint = ""
+        if kind in "USO" and name.lower().startswith("y"):  # text labels
+            hint = (
+                "; for text class labels use flatnet_xp.sklearn.FlatMLPClassifier (it encodes them), or encode them as "
+                "integers 0..k-1 and fit with loss='cross_entropy'"
+            )
+        raise TypeError(f"{name}: expected a numeric (real) array, got {describe(value)}{hint}")
     if len(value.shape) not in ndims:
         want = " or ".join(f"{d}-D" for d in ndims)
         raise ValueError(f"{name}: expected a {want} array, got {describe(value)}")
@@ -279,7 +285,7 @@ def check_labels(name: str, labels: Any, n_classes: int) -> None:
         if lo < 0 or hi >= n_classes:
             raise ValueError(
                 f"{name}: expected class labels in [0, {n_classes - 1}] for {n_classes} outputs, "
-                f"found {lo if lo < 0 else hi}"
+                f"found {float(lo if lo < 0 else hi):g}"
             )
 
 

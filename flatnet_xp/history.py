@@ -101,6 +101,23 @@ class History:
         """Number of completed epochs."""
         return len(self.loss)
 
+    def __repr__(self) -> str:
+        """A one-line summary (the per-batch losses can run to thousands of numbers; they stay in
+        ``batch_loss``)."""
+        parts = [f"epochs={self.epochs}"]
+        if self.loss:
+            parts.append(f"loss {self.loss[0]:.4g} -> {self.loss[-1]:.4g}")
+        if self.val_loss:
+            parts.append(f"val_loss {self.val_loss[-1]:.4g}")
+        if self.val_score:
+            parts.append(f"val_score {self.val_score[-1]:.4g}")
+        if self.best_epoch is not None:
+            parts.append(f"best_epoch={self.best_epoch}")
+        if self.stopped_early:
+            parts.append("stopped_early")
+        parts.append(f"{len(self.batch_loss)} batch losses")
+        return f"History({', '.join(parts)})"
+
     def to_dict(self) -> dict[str, Any]:
         """Strict-JSON dict: NaN written as None, infinities as ``"inf"`` / ``"-inf"``."""
         return {k: [_to_json(x) for x in v] if isinstance(v, list) else v for k, v in asdict(self).items()}
@@ -162,6 +179,9 @@ class History:
             ax.axvline(self.best_epoch, color="grey", ls=":", label=f"best epoch ({self.best_epoch})")
         if log_scale:
             ax.set_yscale("log")
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         ax.set_xlabel("epoch")
         ax.set_ylabel("loss")
         ax.legend()

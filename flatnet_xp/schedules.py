@@ -56,8 +56,7 @@ def checked_lr(schedule: Schedule, t: int) -> float:
     lr = float(value)
     if not (lr >= 0.0 and math.isfinite(lr)):
         raise ValueError(
-            f"lr: the schedule {schedule!r} returned {value!r} for update {t + 1} (t={t}); "
-            "expected a finite number >= 0"
+            f"lr: the schedule {schedule!r} returned {lr!r} for update {t + 1} (t={t}); expected a finite number >= 0"
         )
     return lr
 

@@ -112,7 +112,7 @@ def _good():
         (lambda d: [], TypeError, "expected a dict"),
         (lambda d: d.pop("task") and d, ValueError, "missing keys"),
         (lambda d: d | {"extra": 1}, ValueError, "unknown keys"),
-        (lambda d: d | {"version": 2}, ValueError, "version 2"),
+        (lambda d: d | {"version": 99}, ValueError, "version 99"),
         (lambda d: d | {"version": True}, ValueError, "version True"),
         (lambda d: d | {"feature_names": "ab"}, TypeError, "feature_names"),
         (lambda d: d | {"feature_names": None}, TypeError, "feature_names"),
@@ -262,3 +262,105 @@ def test_a_regression_target_is_standardized_and_restored(rng):
 def test_bad_target_standardization_is_refused(changes, match):
     with pytest.raises((ValueError, TypeError), match=match):
         make(**changes)
+
+
+# ------------------------------------------------------------------------------------ issue 18, defect 11
+def test_nan_in_y_is_called_missing_not_overflow():
+    with pytest.raises(ValueError, match=r"y: NaN \(a missing value\) at row 1"):
+        Preprocessing.fit_from(np.ones((3, 1)), ["a"], y=[1.0, np.nan, 2.0])
+
+
+def test_y_of_the_wrong_length_names_both_lengths():
+    with pytest.raises(ValueError, match=r"y: expected 3 values \(one per row of X\), got 2"):
+        Preprocessing.fit_from(np.ones((3, 1)), ["a"], y=[1.0, 2.0])
+
+
+@pytest.mark.parametrize("indices", [[-1], [2], [0, 5]])
+def test_decode_refuses_indices_outside_the_classes(indices):
+    with pytest.raises(ValueError, match=r"class indices must be in \[0, 1\]"):
+        make().decode(indices)
+
+
+# ------------------------------------------------------------------------------------ column steps
+from flatnet_xp.preprocessing import ColumnSteps, Step, fit_columns  # noqa: E402
+
+
+def _table():
+    return {
+        "row_id": list(range(100, 130)),
+        "size": [float(i) if i % 6 else None for i in range(30)],
+        "colour": ["red", "blue", "green"] * 9 + ["mauve", "NA", "red"],
+        "when": [f"2021-03-{d:02d}" for d in range(1, 31)],
+        "same": ["x"] * 30,
+        "label": ["a", "b"] * 15,
+    }
+
+
+def test_fit_columns_decides_the_roles():
+    columns, roles = fit_columns(_table(), target="label")
+    by_name = {r.column: r.role for r in roles}
+    assert by_name == {
+        "row_id": "dropped",
+        "size": "numeric",
+        "colour": "categorical",
+        "when": "date",
+        "same": "dropped",
+    }
+    assert columns.id_column == "row_id" and columns.input_columns == ("size", "colour", "when")
+    assert "size__missing" in columns.output_names and "colour=(rare)" in columns.output_names
+
+
+def test_onehot_step_unknown_level_is_all_zeros_and_rare_levels_share_one_output():
+    step = Step("onehot", "c", {"levels": ["a", "b"], "rare": ["z"], "fill": "a", "indicator": True, "number": None})
+    out = step.transform(["b", "never seen", "z", None])
+    assert step.output_names == ["c=a", "c=b", "c=(rare)", "c__missing"]
+    np.testing.assert_array_equal(out, [[0, 1, 0, 0], [0, 0, 0, 0], [0, 0, 1, 0], [1, 0, 0, 1]])
+
+
+def test_numeric_step_fills_missing_and_non_numbers_with_the_median():
+    step = Step("numeric", "x", {"fill": 2.5, "indicator": True})
+    np.testing.assert_array_equal(step.transform([1.0, "oops", None, "4"]), [[1, 0], [2.5, 0], [2.5, 1], [4, 0]])
+
+
+def test_column_steps_round_trip_through_json():
+    columns, _ = fit_columns(_table(), target="label")
+    again = ColumnSteps.from_dict(json.loads(json.dumps(columns.to_dict())))
+    assert again == columns
+    np.testing.assert_array_equal(again.transform(_table()), columns.transform(_table()))
+
+
+@pytest.mark.parametrize(
+    ("step", "message"),
+    [
+        ({"kind": "exec", "column": "c", "params": {}}, "step kind"),
+        ({"kind": "numeric", "column": "c", "params": {"fill": "1", "indicator": False}}, "finite number"),
+        ({"kind": "numeric", "column": "c", "params": {"fill": 1.0}}, "expected parameters"),
+        (
+            {
+                "kind": "onehot",
+                "column": "c",
+                "params": {"levels": [], "rare": [], "fill": None, "indicator": False, "number": None},
+            },
+            "no levels",
+        ),
+    ],
+)
+def test_column_steps_from_dict_rejects_malformed_records(step, message):
+    with pytest.raises((TypeError, ValueError), match=message):
+        ColumnSteps.from_dict({"steps": [step], "dropped": [], "id_column": None})
+
+
+def test_version_1_dicts_still_load():
+    d = make().to_dict()
+    del d["columns"]
+    d["version"] = 1
+    assert Preprocessing.from_dict(d) == make()
+
+
+def test_preprocessing_with_columns_round_trips():
+    columns, _ = fit_columns(_table(), target="label")
+    X = columns.transform(_table())
+    prep = Preprocessing.fit_from(
+        X, columns.output_names, target_name="label", task="classify", class_names=("a", "b"), columns=columns
+    )
+    assert Preprocessing.from_dict(json.loads(json.dumps(prep.to_dict()))) == prep

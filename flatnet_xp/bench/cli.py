@@ -23,10 +23,10 @@ def add_bench_parser(sub: Any) -> None:
         "loops; report samples/s, GFLOP/s (6 x batch x weights per step), the fraction of the run's GEMM peak "
         "(the best GEMM rate seen anywhere in the run), and peak memory.",
     )
-    p.add_argument("--quick", action="store_true", help="fewer steps and repeats (about 30 s on 2 cores)")
+    p.add_argument("--quick", action="store_true", help="fewer steps and repeats (under 45 s on 2 cores)")
     p.add_argument("--gpu", action="store_true", help="benchmark the GPU backends (cupy, torch CUDA, JAX) instead")
     p.add_argument("--config", action="append", choices=sorted(CONFIGS), help="only these (repeatable)")
-    p.add_argument("--repeats", type=int, default=None, help="timed repeats (default 7, quick 3)")
+    p.add_argument("--repeats", type=int, default=None, help="timed repeats (default 7, quick 2)")
     p.add_argument("--threads", type=int, default=None, help="threads for every implementation (default: all cores)")
     p.add_argument("--no-scaling", action="store_true", help="skip the width/batch scaling sweep")
     p.add_argument("--out", default=None, help="write results.json, environment.json and PNG plots here")

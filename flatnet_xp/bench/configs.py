@@ -69,13 +69,13 @@ CONFIGS: dict[str, Config] = {
     c.name: c
     for c in (
         # The seed's network, per-sample SGD: pure interpreter overhead, 1000 samples per repeat
-        # (--quick: the first 250).
-        Config("seed-per-sample", (50, 5), "sigmoid", "sigmoid", "mse", 1, "float64", 1000, 250),
+        # (--quick: the first 150).
+        Config("seed-per-sample", (50, 5), "sigmoid", "sigmoid", "mse", 1, "float64", 1000, 150),
         # A small deep net: 8 hidden layers of 64.
         Config("deep-8x64", (64,) + (64,) * 8 + (10,), "relu", "identity", "cross_entropy", 32, "float32", 200, 100),
         # MNIST-sized MLP.
         Config(
-            "mnist-784-256-256-10", (784, 256, 256, 10), "relu", "identity", "cross_entropy", 128, "float32", 100, 40
+            "mnist-784-256-256-10", (784, 256, 256, 10), "relu", "identity", "cross_entropy", 128, "float32", 100, 24
         ),
         # Wide: GEMM-bound (--quick: one 0.1-0.2 s step per repeat).
         Config("wide-1024-4096-4096-1024", (1024, 4096, 4096, 1024), "relu", "identity", "mse", 256, "float32", 6, 1),

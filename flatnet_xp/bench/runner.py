@@ -220,6 +220,8 @@ def _record(
 #: portable path), flatnet_xp on torch and scikit-learn: GEMM-bound there, they time the same BLAS
 #: calls as native PyTorch and flatnet_xp on NumPy.
 QUICK_BIG_NET = 1_000_000
+#: Timed repeats under ``--quick`` (it must finish within 45 s on 2 cores with every implementation).
+QUICK_REPEATS = 2
 
 
 def _jobs(cfg: Config, steps: int, quick: bool, gpu: bool) -> list[tuple[str, Callable[[], Runner]]]:
@@ -239,7 +241,7 @@ def _jobs(cfg: Config, steps: int, quick: bool, gpu: bool) -> list[tuple[str, Ca
     if not gpu and not big and _has("sklearn"):
         jobs.append(("sklearn", partial(sklearn_runner, cfg, steps)))
     if not gpu and cfg.name == "seed-per-sample":
-        jobs.append(("seed_loops", partial(seed_loops_runner, cfg, 100 if quick else steps)))
+        jobs.append(("seed_loops", partial(seed_loops_runner, cfg, 60 if quick else steps)))
     return jobs
 
 
@@ -269,11 +271,11 @@ def run_benchmarks(
     configs : list of str, optional
         Names from :data:`~flatnet_xp.bench.configs.CONFIGS` (default: all).
     quick : bool
-        Each configuration's ``quick_steps``, 3 repeats, a shorter GEMM peak measurement.
+        Each configuration's ``quick_steps``, 2 repeats, a shorter GEMM peak measurement.
     gpu : bool
         The GPU implementations instead of the CPU ones.
     repeats, threads : int, optional
-        Timed repeats (default 7, quick 3); threads for every implementation (default: all cores).
+        Timed repeats (default 7, quick 2); threads for every implementation (default: all cores).
     progress : bool
         A progress bar, shown only when stderr is a terminal (never cursor codes into a log).
     log : callable, optional
@@ -293,7 +295,7 @@ def run_benchmarks(
     unknown = [n for n in names if n not in CONFIGS]
     if unknown:
         raise ValueError(f"configs: unknown {unknown}; expected names from {sorted(CONFIGS)}")
-    repeats = repeats or (3 if quick else 7)
+    repeats = repeats or (QUICK_REPEATS if quick else 7)
     records: list[dict[str, Any]] = []
     peak = GemmPeak(_gemm_lib(gpu), gpu=gpu, quick=quick)
     plan = [

@@ -25,7 +25,7 @@ def build_parser() -> ArgumentParser:
 
     parser = ArgumentParser(
         prog="flatnet-xp",
-        description="Multilayer perceptrons on one flat parameter buffer, on NumPy, CuPy or PyTorch.",
+        description="Multilayer perceptrons on one flat parameter buffer, on NumPy, CuPy, PyTorch or JAX.",
     )
     parser.add_argument("--version", action="version", version=f"flatnet_xp {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{" + ",".join(_COMMANDS) + "}")

@@ -223,13 +223,17 @@ def _same(a: Path, b: Path) -> bool:
     return a.resolve() == b.resolve()
 
 
+_OUTPUT_FLAGS = ("--out", "--plot")
+
+
 def refuse_same_file(*named: tuple[str, Path | None]) -> None:
     """No two of the named paths (e.g. an output and the data it is made from) may be the same file."""
     paths = [(flag, p) for flag, p in named if p is not None]
     for i, (flag_a, a) in enumerate(paths):
         for flag_b, b in paths[i + 1 :]:
             if _same(a, b):
-                raise CliError(f"{flag_a} and {flag_b} name the same file ({a}); it would be overwritten")
+                why = "it would be overwritten" if flag_b in _OUTPUT_FLAGS else "they must be different files"
+                raise CliError(f"{flag_a} and {flag_b} name the same file ({a}); {why}")
 
 
 # ------------------------------------------------------------------------------------ backends

@@ -1,86 +1,79 @@
-"""Reading tables for the command line: CSV files from the wild (stdlib ``csv``) and ``.npz`` arrays.
+"""Reading tables for the command line: CSV-like files (through pandas, see :mod:`.tables`) and ``.npz`` arrays.
 
-CSV: UTF-8 with or without a BOM, the delimiter detected among ``, ; TAB |``, quoted fields,
-CRLF or LF line ends, blank lines skipped, whitespace around cells ignored, an optional header row
-(detected). Missing values (an empty cell, ``NA``, ``N/A``, ``NaN``, ``null``, ``?``; any case)
-are errors, as are non-numeric feature cells and rows with the wrong number of fields.
-
-Every message about a row names it the same way: ``data row R (file line L)``, where data rows count
-from 1 after the header (blank lines are not rows) and file lines count every physical line from 1,
-as an editor shows them. For a ``.npz`` there are only data rows.
+A CSV's columns stay raw here (a pandas DataFrame): ``flatnet-xp train`` decides their roles and
+fits the column steps on the training rows; ``flatnet-xp predict`` replays the model's steps. A
+``.npz`` holds numbers only: ``X`` (and ``y`` for training), optionally ``feature_names``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import csv
-import io
-import math
-import re
-import sys
-from array import array
-from collections import Counter
-from collections.abc import Iterator
-from dataclasses import dataclass
+import difflib
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from flatnet_xp.cli._common import CliError, check_input
-from flatnet_xp.preprocessing import number_from_text
+from flatnet_xp.cli.tables import COMPRESSIONS, TABLE_SUFFIXES, read_csv_table, table_suffix
+from flatnet_xp.preprocessing.steps import cell_text, is_missing, to_floats
 
 __all__ = [
     "DATA_SUFFIXES",
-    "MISSING",
+    "PredictionTable",
     "Table",
-    "read_prediction_features",
+    "check_data_path",
+    "read_prediction_table",
     "read_training_table",
 ]
 
-#: File name endings ``--data`` accepts.
-DATA_SUFFIXES = (".csv", ".tsv", ".txt", ".npz")
-#: Cells read as missing values (compared in lower case, after stripping whitespace).
-MISSING = frozenset({"", "na", "n/a", "nan", "null", "?"})
-_DELIMITERS = (",", ";", "\t", "|")
-_SAMPLE_CHARS = 1 << 16
-_SNIFF_ROWS = 100
-_GENERATED = re.compile(r"x\d+")
-_DECIMAL_COMMA = re.compile(r"[-+]?\d*,\d+")
+#: File name endings ``--data`` accepts (CSV-like ones also under a compression suffix).
+DATA_SUFFIXES = (*TABLE_SUFFIXES, ".npz")
 
 
-@contextlib.contextmanager
-def _long_fields() -> Iterator[None]:
-    """Lift the csv module's (process-wide) 128 kB field limit while we read: long text cells are legitimate."""
-    saved = csv.field_size_limit()
-    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-    try:
-        yield
-    finally:
-        csv.field_size_limit(saved)
-
-
-@dataclass(frozen=True)
+@dataclass
 class Table:
     """Features and (raw) targets read from a file.
 
     Attributes
     ----------
-    X : numpy.ndarray, shape (n, d), float64
-        Finite numbers.
-    y : numpy.ndarray, shape (n,), or None
-        The target cells as they were (strings from a CSV, the ``y`` array of a ``.npz``).
+    X : numpy.ndarray, shape (n, d), float64, or None
+        ``.npz``: the finite features. CSV: None (see ``frame``).
+    frame : pandas.DataFrame or None
+        CSV: the feature columns, raw (rows without a target removed).
+    y : numpy.ndarray, shape (n,)
+        The target values: numbers (float64) or text (str).
     feature_names : tuple of str
     target_name : str or None
     description : str
-        How the file was read, for the user (delimiter, header).
+        How the file was read, for the user (delimiter, header, encoding...).
+    notes : list of str
+        Things the user should know (rows dropped for a missing target).
     """
 
-    X: np.ndarray
-    y: np.ndarray | None
+    X: np.ndarray | None
+    frame: Any
+    y: np.ndarray
     feature_names: tuple[str, ...]
     target_name: str | None
     description: str
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.y.shape[0])
+
+
+@dataclass
+class PredictionTable:
+    """What ``flatnet-xp predict`` reads: the model's features (before standardization), the
+    target's raw values if the file has the column, and the ID column's values if the model named one."""
+
+    X: np.ndarray
+    y: np.ndarray | None
+    ids: np.ndarray | None
+    description: str
+    notes: list[str] = field(default_factory=list)
 
 
 def _fail(path: Path, message: str) -> CliError:
@@ -91,218 +84,67 @@ def _where(row: int, line: int | None) -> str:
     return f"data row {row}" + (f" (file line {line})" if line is not None else "")
 
 
-def _is_missing(cell: str) -> bool:
-    return cell.lower() in MISSING
-
-
-def _is_number(cell: str) -> bool:
-    try:
-        number_from_text(cell)
-    except ValueError:
-        return False
-    return True
-
-
 def _shown(names: tuple[str, ...] | list[str], limit: int = 8) -> str:
     text = ", ".join(repr(n) for n in names[:limit])
     return text + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
 
 
-# ------------------------------------------------------------------------------------ CSV
-def _nonblank(cells: list[str]) -> bool:
-    return any(c.strip() for c in cells)
-
-
-def _sniff(sample: str) -> str:
-    """The delimiter giving the most consistent field count (> 1) over the first rows; ',' if none does."""
-    best: tuple[float, int] = (0.0, 1)
-    choice = ","
-    for d in _DELIMITERS:
-        try:
-            rows = [r for r in csv.reader(io.StringIO(sample), delimiter=d, skipinitialspace=True) if _nonblank(r)]
-        except csv.Error:
-            continue
-        counts = [len(r) for r in rows[:_SNIFF_ROWS]]
-        if not counts:
-            continue
-        modal, hits = Counter(counts).most_common(1)[0]
-        score = (hits / len(counts), modal)
-        if modal > 1 and score > best:
-            best, choice = score, d
-    return choice
-
-
-def _has_header(rows: list[list[str]]) -> bool:
-    """True when the first row reads as column names rather than data.
-
-    Evidence: a text cell above a column of numbers; or, failing that, a row of text cells none of
-    which reappears in its column (as ``csv.Sniffer.has_header`` reasons).
-    """
-    first, rest = rows[0], rows[1:]
-    kinds = ["missing" if _is_missing(c) else "number" if _is_number(c) else "text" for c in first]
-    if "text" not in kinds:
-        return False
-    if not rest:
-        return True
-    for j, kind in enumerate(kinds):
-        if kind != "text":
-            continue
-        below = [r[j] for r in rest if j < len(r) and not _is_missing(r[j])]
-        if below and sum(_is_number(c) for c in below) * 2 > len(below):
-            return True
-    if all(k == "text" for k in kinds):
-        return all(all(j >= len(r) or r[j] != cell for r in rest) for j, cell in enumerate(first))
-    return False
-
-
-class _Csv:
-    """A CSV file's dialect, header and column names, and an iterator over its data rows."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        try:
-            with open(path, encoding="utf-8-sig", newline="") as fh:
-                sample = fh.read(_SAMPLE_CHARS)
-                at_end = not fh.read(1)
-        except UnicodeDecodeError as exc:
-            raise self._not_utf8(exc) from None
-        except OSError as exc:
-            raise _fail(path, exc.strerror or str(exc)) from None
-        if not at_end:  # drop the partial last line of the sample
-            sample = sample[: sample.rfind("\n") + 1] or sample
-        self.delimiter = _sniff(sample)
-        head = []
-        try:
-            for cells in csv.reader(io.StringIO(sample), delimiter=self.delimiter, skipinitialspace=True):
-                if _nonblank(cells):
-                    head.append([c.strip() for c in cells])
-                    if len(head) > 50:
-                        break
-        except csv.Error as exc:
-            raise _fail(path, f"not a readable CSV file ({exc})") from None
-        if not head:
-            raise _fail(path, "no rows (the file holds only blank lines)")
-        self.header = _has_header(head)
-        if self.header:
-            names = [c or f"unnamed_{j}" for j, c in enumerate(head[0])]
-            counts = Counter(names)
-            dup = [n for n in names if counts[n] > 1]
-            if dup:
-                cols = [j + 1 for j, n in enumerate(names) if n == dup[0]]
-                raise _fail(path, f"the header names the column {dup[0]!r} twice (columns {cols[0]} and {cols[1]})")
-            self.names = names
-        else:
-            self.names = [f"x{j}" for j in range(len(head[0]))]
-
-    def _not_utf8(self, exc: UnicodeDecodeError) -> CliError:
-        return _fail(self.path, f"not UTF-8 text ({exc.reason} at byte {exc.start} of a block); save it as UTF-8")
-
-    @property
-    def separator(self) -> str:
-        """The delimiter for messages: ``','``, ``';'``, ``'|'`` or ``tab``."""
-        return "tab" if self.delimiter == "\t" else repr(self.delimiter)
-
-    @property
-    def description(self) -> str:
-        return f"delimiter {self.separator}, {'a header row' if self.header else 'no header row'}"
-
-    def rows(self) -> Iterator[tuple[int, int, list[str]]]:
-        """``(data_row, file_line, cells)`` for every non-blank row after the header; cells stripped."""
-        width = len(self.names)
-        try:
-            with open(self.path, encoding="utf-8-sig", newline="") as fh:
-                reader = csv.reader(fh, delimiter=self.delimiter, skipinitialspace=True)
-                skipped_header = not self.header
-                row = 0
-                line = 1
-                for cells in reader:
-                    start, line = line, reader.line_num + 1
-                    if not _nonblank(cells):
-                        continue
-                    if not skipped_header:
-                        skipped_header = True
-                        continue
-                    row += 1
-                    if len(cells) != width:
-                        like = "the header" if self.header else "the first row"
-                        raise _fail(
-                            self.path,
-                            f"{_where(row, start)} has {len(cells)} fields, {like} has {width} "
-                            f"(delimiter {self.separator}); a ragged row or an unquoted "
-                            "delimiter inside a field",
-                        )
-                    yield row, start, [c.strip() for c in cells]
-        except UnicodeDecodeError as exc:
-            raise self._not_utf8(exc) from None
-        except csv.Error as exc:
-            raise _fail(self.path, f"not a readable CSV file near file line {line} ({exc})") from None
-
-    def column(self, target: str | None) -> int:
-        """Index of the column ``target`` names (a header name, or an index; default: the last)."""
-        n = len(self.names)
-        if target is None:
-            return n - 1
-        if target in self.names:
-            return self.names.index(target)
-        try:
-            index = int(target)
-        except ValueError:
-            index = None
-        if index is not None and -n <= index < n:
-            return index % n
-        raise CliError(f"--target {target!r}: not a column of {self.path} (columns: {_shown(self.names)})")
-
-    def read(self, features: list[int], target: int | None) -> tuple[np.ndarray, np.ndarray | None]:
-        """The feature columns as float64 (n, len(features)) and the target cells (str array) if asked."""
-        values = array("d")
-        labels: list[str] = []
-        names = self.names
-        n_rows = 0
-        for row, line, cells in self.rows():
-            for j in features:
-                cell = cells[j]
-                try:
-                    v = number_from_text(cell)
-                except ValueError:
-                    if _is_missing(cell):
-                        raise self._missing(row, line, j, cell) from None
-                    raise self._not_numeric(row, line, j, cell) from None
-                if not math.isfinite(v):
-                    if _is_missing(cell):
-                        raise self._missing(row, line, j, cell)
-                    raise _fail(self.path, f"infinite value {cell!r} at {_where(row, line)}, column {names[j]!r}")
-                values.append(v)
-            if target is not None:
-                cell = cells[target]
-                if _is_missing(cell):
-                    raise self._missing(row, line, target, cell)
-                labels.append(cell)
-            n_rows = row
-        if n_rows == 0:
-            raise _fail(self.path, "no data rows (only a header line)" if self.header else "no data rows")
-        X = np.frombuffer(values, dtype=np.float64).reshape(n_rows, len(features)).copy()
-        return X, (np.asarray(labels) if target is not None else None)
-
-    def _missing(self, row: int, line: int, j: int, cell: str) -> CliError:
-        what = "an empty cell" if cell == "" else repr(cell)
-        return _fail(
-            self.path,
-            f"missing value at {_where(row, line)}, column {self.names[j]!r} ({what}); "
-            "fill it in or remove the row (flatnet-xp does not impute)",
+def check_data_path(path_text: str) -> Path:
+    """``--data``: an existing readable file, a table (``.csv``, ``.csv.gz``, ``.dat``...) or ``.npz``."""
+    p = Path(path_text)
+    if p.is_dir():
+        raise CliError(f"--data {path_text}: is a folder; give a table file inside it (.csv, .tsv, .dat, .npz)")
+    check_input("--data", path_text)
+    if p.suffix.lower() == ".safetensors":
+        raise CliError(f"--data {path_text}: a model file, not a table (a model goes after --model)")
+    if p.suffix.lower() != ".npz" and table_suffix(p) not in TABLE_SUFFIXES and p.suffix.lower() not in COMPRESSIONS:
+        got = "".join(p.suffixes[-2:]) or "no extension"
+        raise CliError(
+            f"--data {path_text}: expected a table file ({', '.join(TABLE_SUFFIXES)}, optionally .gz/.bz2/.xz/.zip) "
+            f"or .npz, got {got!r}"
         )
+    return p
 
-    def _not_numeric(self, row: int, line: int, j: int, cell: str) -> CliError:
-        hint = ""
-        if _DECIMAL_COMMA.fullmatch(cell):
-            hint = "; a decimal comma? write numbers with '.'"
-        elif any(d in cell and all(map(_is_number, cell.split(d))) for d in _DELIMITERS if d != self.delimiter):
-            hint = f"; is the delimiter right? detected {self.separator}"
-        shown = cell if len(cell) <= 40 else cell[:37] + "..."
-        return _fail(
-            self.path,
-            f"column {self.names[j]!r} is not numeric: {shown!r} at {_where(row, line)}; "
-            f"feature columns must hold numbers (only the target may hold text labels){hint}",
-        )
+
+def _column(path: Path, names: list[str], target: str | None) -> str:
+    """The name of the column ``target`` names (a name, else an index; default: the last)."""
+    if target is None:
+        return names[-1]
+    if target in names:
+        return target
+    folded = [n for n in names if n.strip().lower() == target.strip().lower()]
+    if len(folded) == 1:
+        return folded[0]
+    try:
+        index = int(target)
+    except ValueError:
+        index = None
+    if index is not None and -len(names) <= index < len(names) and not any(n.isdigit() for n in names):
+        return names[index]
+    close = difflib.get_close_matches(target, names, n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    return _no_column(path, names, target, hint)
+
+
+def _no_column(path: Path, names: list[str], target: str, hint: str) -> str:
+    raise CliError(f"--target {target!r}: not a column of {path}{hint} (its {len(names)} columns: {_shown(names)})")
+
+
+def _target_values(values: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The target cells as numbers (float64) or text, and the mask of rows that have one."""
+    cells = np.asarray(values, dtype=object)
+    present = ~np.fromiter((is_missing(v) for v in cells.tolist()), dtype=bool, count=cells.shape[0])
+    kept = cells[present].tolist()
+    if all(isinstance(v, int | np.integer) and not isinstance(v, bool | np.bool_) for v in kept):
+        return np.asarray(kept, dtype=np.int64), present  # exact: 2**53 + 1 stays itself
+    numbers = to_floats(np.asarray(kept, dtype=object))
+    good = ~np.isnan(numbers)
+    if good.all():
+        return numbers, present
+    if good.mean() >= 0.95:  # numbers with a few stray texts ("n.a.", "-"): those rows have no target
+        present[np.flatnonzero(present)[~good]] = False
+        return numbers[good], present
+    return np.asarray([cell_text(v) for v in kept]), present
 
 
 # ------------------------------------------------------------------------------------ NPZ
@@ -337,7 +179,7 @@ def _npz_features(path: Path, arrays: dict[str, np.ndarray]) -> tuple[np.ndarray
         r, c = (int(i) for i in np.argwhere(bad)[0])
         names = _npz_names(path, arrays, X.shape[1])
         col = names[c] if names else f"x{c}"
-        what = "missing value (NaN)" if np.isnan(X[r, c]) else f"infinite value {X[r, c]!r}"
+        what = "missing value (NaN)" if np.isnan(X[r, c]) else f"infinite value {float(X[r, c])}"
         raise _fail(path, f"{what} at {_where(r + 1, None)}, column {col!r}")
     return X, _npz_names(path, arrays, X.shape[1])
 
@@ -355,19 +197,18 @@ def _npz_names(path: Path, arrays: dict[str, np.ndarray], width: int) -> tuple[s
 
 
 # ------------------------------------------------------------------------------------ public
-@_long_fields()
 def read_training_table(path_text: str, target: str | None) -> Table:
-    """Features and raw targets for ``flatnet-xp train`` (see the module docstring for the rules).
+    """Features and raw targets for ``flatnet-xp train``; rows without a target are dropped (noted).
 
     Raises
     ------
     CliError
-        With a one-line message naming the file, the row and the column where that helps.
+        With a one-line message naming the file, and the row or column where that helps.
     """
-    path = check_input("--data", path_text, DATA_SUFFIXES)
+    path = check_data_path(path_text)
     if path.suffix.lower() == ".npz":
         if target is not None:
-            raise CliError("--target: only for CSV files (a .npz holds the features X and the targets y)")
+            raise CliError("--target: only for table files (a .npz holds the features X and the targets y)")
         arrays = _read_npz(path)
         X, names = _npz_features(path, arrays)
         y_name = next((n for n in ("y", "Y") if n in arrays), None)
@@ -385,66 +226,98 @@ def read_training_table(path_text: str, target: str | None) -> Table:
         names = names or tuple(f"x{j}" for j in range(X.shape[1]))
         if "y" in names:
             raise _fail(path, "feature_names: 'y' is the target's name")
-        return Table(X, y, names, "y", f"arrays X, {y_name}")
-    table = _Csv(path)
-    if len(table.names) < 2:
-        raise _fail(
-            path,
-            f"found 1 column ({table.description}); expected feature columns and a target column "
-            "separated by ',', ';', tab or '|'",
-        )
-    t = table.column(target)
-    features = [j for j in range(len(table.names)) if j != t]
-    X, labels = table.read(features, t)
-    return Table(X, labels, tuple(table.names[j] for j in features), table.names[t], table.description)
+        return Table(X, None, y, names, "y", f"arrays X, {y_name}")
+    table = read_csv_table(path, () if target is None else (target,))
+    frame = table.frame
+    columns = [str(c) for c in frame.columns]
+    t = _column(path, columns, target)
+    y, present = _target_values(frame[t])
+    notes = []
+    if not present.all():
+        notes.append(f"{int((~present).sum())} rows without a target value (missing or not a number) dropped")
+    if not present.any():
+        raise _fail(path, f"the target column {t!r} has no values (every cell is missing)")
+    features = frame.loc[present, [c for c in columns if c != t]].reset_index(drop=True)
+    return Table(None, features, y, tuple(features.columns), t, table.description, notes)
 
 
-@_long_fields()
-def read_prediction_features(path_text: str, prep: Any) -> tuple[np.ndarray, str]:
-    """The model's feature columns from a CSV or ``.npz`` (raw, not yet standardized).
+def read_prediction_table(path_text: str, prep: Any) -> PredictionTable:
+    """The model's features (before standardization) from a table or ``.npz`` file.
 
-    ``prep`` is the model's :class:`~flatnet_xp.preprocessing.Preprocessing`. A CSV must have a
-    header naming exactly the model's features in the same order; the target column may also be
-    present (it is ignored). A headerless CSV is accepted only for models trained on headerless data
-    (columns by position). A ``.npz`` needs ``X`` with the right width (and, if it has
-    ``feature_names``, the right names).
-
-    Returns
-    -------
-    X : numpy.ndarray, shape (n, n_features)
-    description : str
+    ``prep`` is the model's :class:`~flatnet_xp.preprocessing.Preprocessing`. A model with column
+    steps reads its raw columns by name (in any order; other columns are ignored) and replays the
+    steps. A model without (trained on a ``.npz``, or by an older version) needs exactly its
+    feature columns in the same order, all numbers; the target column may also be there.
     """
-    path = check_input("--data", path_text, DATA_SUFFIXES)
-    expected = tuple(prep.feature_names)
+    path = check_data_path(path_text)
+    target = prep.target_name
     if path.suffix.lower() == ".npz":
+        if prep.columns is not None:
+            raise _fail(
+                path, f"this model reads table columns ({_shown(list(prep.columns.input_columns))}); give a CSV"
+            )
         X, npz_names = _npz_features(path, _read_npz(path))
         if npz_names is not None:
             _check_columns(path, prep, list(npz_names))
-        elif X.shape[1] != len(expected):
-            raise _fail(path, f"X has {X.shape[1]} columns, the model expects {len(expected)} ({_shown(expected)})")
-        return X, "array X"
-    table = _Csv(path)
-    names = list(table.names)
-    if not table.header:
-        generated = all(_GENERATED.fullmatch(n) for n in expected)
-        if not generated:
+        elif X.shape[1] != prep.n_features:
+            raise _fail(path, f"X has {X.shape[1]} columns, the model expects {prep.n_features}")
+        return PredictionTable(X, None, None, "array X")
+    known: tuple[str, ...] = prep.columns.input_columns if prep.columns is not None else prep.feature_names
+    table = read_csv_table(path, (*known, *([target] if target else [])))
+    frame = table.frame
+    names = list(frame.columns)
+    y = None
+    if target is not None and target in names:
+        y = np.asarray(frame[target], dtype=object)
+    if prep.columns is not None:
+        lost = prep.columns.missing_columns(names)
+        if lost and not table.header:
             raise _fail(
                 path,
-                f"no header row found; the model expects the columns {_shown(expected)}: "
+                f"no header row found; the model expects the columns {_shown(list(prep.columns.input_columns))}: "
+                "add them as the first line",
+            )
+        if lost:
+            hint = ""
+            if len(lost) == 1:
+                close = difflib.get_close_matches(lost[0], names, n=2, cutoff=0.6)
+                hint = f" (a near name: {close[0]!r})" if close else ""
+            raise _fail(
+                path,
+                f"does not fit the model: missing column{'s' if len(lost) > 1 else ''} {_shown(lost)}{hint}; "
+                f"the model reads {_shown(list(prep.columns.input_columns))}",
+            )
+        X = prep.columns.transform(frame)
+        id_col = prep.columns.id_column
+        ids = np.asarray(frame[id_col], dtype=object) if id_col is not None and id_col in names else None
+        return PredictionTable(X, y, ids, table.description, prep.columns.surprises(frame))
+    expected = tuple(prep.feature_names)
+    if not table.header and all(n.startswith("x") and n[1:].isdigit() for n in expected):
+        features = names[: len(expected)] if len(names) == len(expected) else [n for n in names if n != target]
+        if len(features) != len(expected):
+            raise _fail(path, f"{len(names)} columns, the model expects {len(expected)} (no header row)")
+    else:
+        if not table.header:
+            raise _fail(
+                path,
+                f"no header row found; the model expects the columns {_shown(list(expected))}: "
                 "add them as the first line, in that order",
             )
-        target = prep.target_name
-        if len(names) == len(expected) + 1 and target is not None and _GENERATED.fullmatch(target):
-            t = int(target[1:])
-            if t < len(names):
-                features = [j for j in range(len(names)) if j != t]
-                return table.read(features, None)[0], table.description
-        if len(names) != len(expected):
-            raise _fail(path, f"{len(names)} columns, the model expects {len(expected)} (no header row)")
-        return table.read(list(range(len(names))), None)[0], table.description
-    features = [j for j, n in enumerate(names) if n != prep.target_name]
-    _check_columns(path, prep, [names[j] for j in features])
-    return table.read(features, None)[0], table.description
+        features = [n for n in names if n != target]
+        _check_columns(path, prep, features)
+    X = np.asarray(frame[features].apply(lambda s: s.map(_number)).to_numpy(), dtype=np.float64)
+    bad = ~np.isfinite(X)
+    if bad.any():
+        r, c = (int(i) for i in np.argwhere(bad)[0])
+        raise _fail(path, f"missing or non-numeric value at {_where(r + 1, None)}, column {features[c]!r}")
+    return PredictionTable(X, y, None, table.description)
+
+
+def _number(v: Any) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return float("nan")
 
 
 def _check_columns(path: Path, prep: Any, names: list[str]) -> None:

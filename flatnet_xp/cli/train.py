@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -23,12 +22,28 @@ from flatnet_xp.cli._common import (
     refuse_same_file,
     strict_int,
 )
+from flatnet_xp.cli._train_parts import (
+    EpochLines,
+    check_column_flags,
+    epochs_text,
+    shown,
+    split_indices,
+    task_and_loss,
+    use_bars,
+)
 from flatnet_xp.losses import LOSSES
 from flatnet_xp.optim import OPTIMIZERS
 
 __all__ = ["add_parser", "run", "split_indices"]
 
-_TASK_OF_LOSS = {name: "classify" if loss.classification else "regress" for name, loss in LOSSES.items()}
+#: Without --epochs: train at most this many epochs, stopping early on the validation loss ...
+MAX_EPOCHS = 1000
+#: ... and at most this many training rows' passes in all (fewer epochs on large tables).
+MAX_ROW_PASSES = 2_000_000
+#: Without --epochs and --patience: epochs without improvement before stopping.
+DEFAULT_PATIENCE = 10
+#: Without --epochs and without validation rows (--val-split 0): this many epochs.
+NO_VAL_EPOCHS = 100
 
 
 def _widths(text: str, *, minimum_count: int) -> list[int]:
@@ -56,6 +71,14 @@ def _hidden(text: str) -> list[int]:
     return _widths(text, minimum_count=1)
 
 
+def _column_list(text: str) -> list[str]:
+    names = [part.strip() for part in text.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"expected comma-separated column names like a,b, got {text!r}")
+    return names
+
+
+_column_list.__name__ = "column names"
 _layers.__name__ = "layer sizes"
 _hidden.__name__ = "hidden sizes"
 
@@ -65,18 +88,35 @@ def add_parser(sub: Any) -> None:
         "train",
         help="train a network on a CSV or .npz table and save it (with its preprocessing)",
         description="Train a FlatMLP on a table and save it as ONE safetensors file that also holds the "
-        "preprocessing (feature names, standardization, target name, task and class names), so that "
-        "`flatnet-xp predict` needs nothing else. Input and output widths come from the data; the task "
-        "(classification or regression) is inferred from the target column as scikit-learn's "
-        "type_of_target does and printed first. Hidden layers use --activation; the last layer is linear "
-        "(logits) unless --output-activation says otherwise.",
+        "preprocessing, so that `flatnet-xp predict` needs nothing else. Each column's role is decided on "
+        "the training rows and printed first: numeric (missing cells: median + indicator), categorical "
+        "(one-hot; rare levels grouped, unseen ones all zeros), date (days, year, month, weekday), or "
+        "dropped (id, constant, empty, free text; --drop, --features override). The task (classification "
+        "or regression) is inferred from the target column as scikit-learn's type_of_target does. Input "
+        "and output widths come from the data. Without --epochs, training stops early on the validation "
+        "rows and keeps the best weights. Hidden layers use --activation; the last layer is linear (logits) "
+        "unless --output-activation says otherwise.",
     )
     p.add_argument(
         "--data",
         required=True,
-        help="CSV (delimiter , ; tab or |; header optional) or .npz with arrays X and y",
+        help="a table (.csv .tsv .txt .dat, also .gz; delimiter, header, encoding detected) or .npz with X and y",
     )
     p.add_argument("--target", default=None, help="CSV target column: header name or index (default: the last)")
+    p.add_argument(
+        "--drop",
+        default=None,
+        type=_column_list,
+        metavar="COLS",
+        help="comma-separated columns to leave out (besides those dropped automatically)",
+    )
+    p.add_argument(
+        "--features",
+        default=None,
+        type=_column_list,
+        metavar="COLS",
+        help="comma-separated columns to use, and only these (overrides the automatic drops)",
+    )
     arch = p.add_mutually_exclusive_group()
     arch.add_argument(
         "--hidden",
@@ -106,7 +146,14 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--output-activation", default="identity", choices=sorted(ACTIVATIONS))
     p.add_argument("--optimizer", default="adam", choices=sorted(OPTIMIZERS))
     p.add_argument("--lr", default=1e-3, type=number_in(0.0, math.inf, "a positive number"), help="default %(default)s")
-    p.add_argument("--epochs", default=20, type=int_at_least(1), help="default %(default)s")
+    p.add_argument(
+        "--epochs",
+        default=None,
+        type=int_at_least(1),
+        help=f"default: early stopping on the validation rows (at most {MAX_EPOCHS} epochs, fewer on tables "
+        f"over {MAX_ROW_PASSES // MAX_EPOCHS} rows; patience "
+        f"{DEFAULT_PATIENCE}, best weights restored); {NO_VAL_EPOCHS} epochs without validation rows",
+    )
     p.add_argument("--batch-size", default=32, type=int_at_least(1), help="default %(default)s")
     p.add_argument(
         "--val-split",
@@ -114,7 +161,12 @@ def add_parser(sub: Any) -> None:
         type=number_in(0.0, 1.0, "a number in [0, 1)", include_low=True),
         help="held-out fraction, stratified for classification (default %(default)s)",
     )
-    p.add_argument("--patience", default=None, type=int_at_least(1), help="early stopping patience in epochs")
+    p.add_argument(
+        "--patience",
+        default=None,
+        type=int_at_least(1),
+        help=f"early stopping patience in epochs (default {DEFAULT_PATIENCE} when --epochs is not given)",
+    )
     p.add_argument(
         "--no-standardize",
         action="store_true",
@@ -132,76 +184,17 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(run=run)
 
 
-# ------------------------------------------------------------------------------------ pieces
-def split_indices(y: np.ndarray, stratify: bool, val_split: float, seed: int) -> tuple[np.ndarray, np.ndarray, bool]:
-    """Training and validation row indices (sorted) and whether the split is stratified.
+def _check_metadata_size(prep: Any) -> None:
+    """The preprocessing must fit in a model file's header (read back with a bounded size)."""
+    import json
 
-    ``round(val_split * n)`` rows (at most n - 1) go to validation. Stratified: they are shared out
-    between the classes in proportion to their sizes (largest remainders first), every class
-    keeping at least one training row, as scikit-learn's StratifiedShuffleSplit does.
-    """
-    n = y.shape[0]
-    rng = np.random.default_rng(seed)
-    n_val = min(round(val_split * n), n - 1)
-    if n_val <= 0:
-        return np.arange(n), np.arange(0), False
-    if not stratify:
-        order = rng.permutation(n)
-        return np.sort(order[n_val:]), np.sort(order[:n_val]), False
-    classes, inverse, counts = np.unique(y, return_inverse=True, return_counts=True)
-    quota = counts * (n_val / n)
-    cap = counts - 1
-    take = np.minimum(np.floor(quota).astype(np.int64), cap)
-    for k in np.argsort(-(quota - take), kind="stable"):
-        if take.sum() >= n_val:
-            break
-        if take[k] < cap[k]:
-            take[k] += 1
-    inverse = inverse.reshape(-1)
-    val = np.concatenate([rng.permutation(np.flatnonzero(inverse == k))[: take[k]] for k in range(classes.shape[0])])
-    val = np.sort(val)
-    return np.setdiff1d(np.arange(n), val), val, True
+    from flatnet_xp.persistence import MAX_HEADER_BYTES
 
-
-def _shown(names: tuple[str, ...], limit: int = 10) -> str:
-    text = ", ".join(repr(n) for n in names[:limit])
-    return text + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
-
-
-def _task_and_loss(args: argparse.Namespace) -> tuple[str | None, str | None]:
-    """The task asked for (by --task, or implied by --loss), and the loss asked for; conflicts refused."""
-    task, loss = args.task, args.loss
-    if loss is not None and task is not None and _TASK_OF_LOSS[loss] != task:
-        kind = "a classification" if _TASK_OF_LOSS[loss] == "classify" else "a regression"
-        raise CliError(f"--loss {loss} is {kind} loss, but --task {task} was given")
-    return task or (None if loss is None else _TASK_OF_LOSS[loss]), loss
-
-
-class _EpochLines:
-    """The per-epoch callback: one plain line per epoch (through tqdm.write when bars are shown)."""
-
-    def __init__(self, epochs: int, val: tuple[np.ndarray, np.ndarray] | None, loss: str, bars: bool, quiet: bool):
-        self.epochs, self.val, self.loss, self.quiet = epochs, val, loss, quiet
-        self.metric_name = "val_accuracy" if loss in ("cross_entropy", "bce") else "val_r2"
-        self.metric: list[float] = []
-        self.write = print
-        if bars:
-            from tqdm.auto import tqdm
-
-            self.write = tqdm.write
-
-    def __call__(self, net: Any, history: Any) -> None:
-        parts = [f"loss {history.loss[-1]:.6g}"]
-        if self.val is not None:
-            self.metric.append(history.val_score[-1])  # accuracy or R^2, computed by fit
-            parts += [f"val_loss {history.val_loss[-1]:.6g}", f"{self.metric_name} {self.metric[-1]:.4f}"]
-        parts.append(f"{history.epoch_time[-1]:.2f} s")
-        if not self.quiet:
-            self.write(f"epoch {history.epochs}/{self.epochs}: " + ", ".join(parts))
-
-
-def _use_bars(args: argparse.Namespace) -> bool:
-    return not (args.no_progress or args.quiet) and sys.stderr.isatty() and have_module("tqdm")
+    size = len(json.dumps(prep.to_dict()).encode("utf-8"))
+    if size > MAX_HEADER_BYTES // 2:
+        widest = max(prep.columns.steps, key=lambda s: len(json.dumps(s.params))) if prep.columns else None
+        hint = f"; the largest is column {widest.column!r}: --drop it" if widest is not None else ""
+        raise CliError(f"the preprocessing takes {size} bytes, too much for a model file{hint}")
 
 
 # ------------------------------------------------------------------------------------ the command
@@ -209,7 +202,7 @@ def run(args: argparse.Namespace) -> int:
     """Run ``flatnet-xp train``; raises CliError (status 2) for every mistake before any training."""
     import flatnet_xp as fx
     from flatnet_xp.cli.data import read_training_table
-    from flatnet_xp.preprocessing import Preprocessing, infer_target
+    from flatnet_xp.preprocessing import Preprocessing, fit_columns, infer_target, roles_table
 
     # 1. Everything that can be checked without reading the data: outputs, backend, flags.
     out = check_output("--out", args.out)
@@ -220,12 +213,12 @@ def run(args: argparse.Namespace) -> int:
             raise CliError("--plot: needs matplotlib: pip install 'flatnet_xp[plot]' (or use --no-plot)")
     refuse_same_file(("--data", Path(args.data)), ("--out", out), ("--plot", plot))
     check_backend(args.backend, args.device)
-    wanted_task, wanted_loss = _task_and_loss(args)
+    wanted_task, wanted_loss = task_and_loss(args)
 
     # 2. The data, the task and the split.
     table = read_training_table(args.data, args.target)
-    X, names, target = table.X, table.feature_names, table.target_name or "y"
-    assert table.y is not None
+    target = table.target_name or "y"
+    check_column_flags(args, table)
     try:
         tgt = infer_target(table.y, wanted_task, name=target)  # type: ignore[arg-type]
     except ValueError as exc:
@@ -238,6 +231,22 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"--loss bce: needs exactly 2 classes, the target {target!r} has {len(classes)}")
     n_out = 1 if tgt.task == "regress" or loss == "bce" else len(classes or ())
     y = tgt.y.astype(np.float64) if loss == "bce" else tgt.y
+    train_idx, val_idx, stratified = split_indices(tgt.y, tgt.task == "classify", args.val_split, args.seed)
+    if train_idx.shape[0] == 0:
+        raise CliError(f"--data {args.data}: no rows left for training")
+    columns: Any = None
+    roles: list[Any] = []
+    if table.frame is not None:
+        try:
+            columns, roles = fit_columns(
+                table.frame.iloc[train_idx], target=target, drop=args.drop or (), features=args.features
+            )
+        except ValueError as exc:
+            raise CliError(f"--data {args.data}: {exc}") from None
+        X, names = columns.transform(table.frame), columns.output_names
+    else:
+        assert table.X is not None
+        X, names = table.X, table.feature_names
     if args.layers is not None:
         if args.layers[0] != X.shape[1]:
             raise CliError(
@@ -248,9 +257,6 @@ def run(args: argparse.Namespace) -> int:
         sizes = list(args.layers)
     else:
         sizes = [X.shape[1], *([64] if args.hidden is None else args.hidden), n_out]
-    train_idx, val_idx, stratified = split_indices(tgt.y, tgt.task == "classify", args.val_split, args.seed)
-    if train_idx.shape[0] == 0:
-        raise CliError(f"--data {args.data}: no rows left for training")
     try:
         prep = Preprocessing.fit_from(
             X[train_idx],
@@ -261,23 +267,39 @@ def run(args: argparse.Namespace) -> int:
             class_names=classes,
             # counts for the Poisson loss stay counts; other regression targets are standardized
             y=y[train_idx] if tgt.task == "regress" and loss != "poisson" else None,
+            columns=columns,
         )
     except (ValueError, TypeError) as exc:
         raise CliError(f"--data {args.data}: {exc}") from None
+    _check_metadata_size(prep)
     if tgt.task == "regress":  # a standardized target: the network learns it in units of its spread
         y = prep.scale_target(y)
     Xt, yt = prep.transform(X[train_idx]), y[train_idx]
     val = (prep.transform(X[val_idx]), y[val_idx]) if val_idx.shape[0] else None
+    epochs, patience = args.epochs, args.patience
+    if epochs is None:
+        limit = min(MAX_EPOCHS, max(50, MAX_ROW_PASSES // train_idx.shape[0]))
+        epochs = limit if val is not None else NO_VAL_EPOCHS
+        patience = patience or (DEFAULT_PATIENCE if val is not None else None)
+    if patience is not None and val is None:
+        raise CliError("--patience: early stopping needs validation rows; use a --val-split above 0")
 
     # 3. Say what will happen, then train.
-    print(f"data: {args.data}: {X.shape[0]} rows, {X.shape[1]} features ({table.description}); target {target!r}")
+    n_raw = len(table.feature_names)
+    print(f"data: {args.data}: {table.n_rows} rows, {n_raw} feature columns ({table.description}); target {target!r}")
+    for note in table.notes:
+        print(f"  note: {note}")
+    if roles:
+        print(f"columns ({len(names)} features after encoding; fitted on the training rows):")
+        print(roles_table(roles))
     if tgt.task == "classify":
         assert classes is not None
-        print(f"task: classification ({reason}), {len(classes)} classes {_shown(classes)}; loss {loss}")
+        print(f"task: classification ({reason}), {len(classes)} classes {shown(classes)}; loss {loss}")
     else:
-        print(f"task: regression ({reason}), target in [{tgt.y.min():.6g}, {tgt.y.max():.6g}]; loss {loss}")
+        lo, hi = float(tgt.y.min()), float(tgt.y.max())
+        print(f"task: regression ({reason}), target in [{lo:.6g}, {hi:.6g}]; loss {loss}")
     split = f"{train_idx.shape[0]} training rows, {val_idx.shape[0]} validation rows"
-    split += " (stratified)" if stratified else "" if val is not None else " (no validation)"
+    split += " (no validation)" if val is None else " (stratified)" if stratified else ""
     scaled = " and target" if prep.target_scale is not None else ""
     print(f"split: {split}; features{scaled} {'standardized' if prep.standardized else 'used as they are'}")
     acts = [args.activation] * (len(sizes) - 2) + [args.output_activation]
@@ -289,22 +311,23 @@ def run(args: argparse.Namespace) -> int:
     hidden = f"{args.activation} hidden, " if len(sizes) > 2 else "no hidden layer, "
     print(
         f"network: {sizes} ({hidden}{args.output_activation} output), {args.optimizer} "
-        f"lr {args.lr:g}, {args.epochs} epochs, batch {args.batch_size}, {args.backend} {args.dtype}"
+        f"lr {args.lr:g}, {epochs_text(args.epochs, epochs, patience)}, batch {args.batch_size}, "
+        f"{args.backend} {args.dtype}"
     )
-    bars = _use_bars(args)
-    lines = _EpochLines(args.epochs, val, loss, bars, args.quiet)
+    bars = use_bars(args)
+    lines = EpochLines(epochs, val, loss, bars, args.quiet)
     t0 = time.perf_counter()
     try:
         hist = net.fit(
             Xt,
             yt,
-            epochs=args.epochs,
+            epochs=epochs,
             batch_size=args.batch_size,
             optimizer=optimizer,
             loss=loss,
             seed=args.seed,
             validation_data=val,
-            patience=args.patience,
+            patience=patience,
             callbacks=[lines],
             progress=bars,
         )

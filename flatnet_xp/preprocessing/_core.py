@@ -18,17 +18,17 @@ from typing import Any, Literal, cast
 
 import numpy as np
 
-__all__ = ["MAX_AUTO_CLASSES", "TASKS", "Preprocessing", "Target", "infer_target", "number_from_text"]
+from flatnet_xp.preprocessing._target import TASKS
+from flatnet_xp.preprocessing.steps import ColumnSteps
 
-#: Tasks a model can be trained for.
-TASKS = ("classify", "regress")
-#: Integer targets with at most this many distinct values are inferred to be class labels.
-MAX_AUTO_CLASSES = 20
-#: Version of :meth:`Preprocessing.to_dict`'s layout.
-_DICT_VERSION = 1
-_KEYS = frozenset(
+__all__ = ["Preprocessing"]
+
+#: Version of :meth:`Preprocessing.to_dict`'s layout (2 added ``columns``; version 1 files still load).
+_DICT_VERSION = 2
+_KEYS_V1 = frozenset(
     {"version", "feature_names", "means", "scales", "target_name", "task", "class_names", "target_mean", "target_scale"}
 )
+_KEYS = _KEYS_V1 | {"columns"}
 _MAX_NAME = 1024
 
 
@@ -93,6 +93,10 @@ class Preprocessing:
         Regression with standardization: the network learns ``(y - target_mean) / target_scale``
         and :meth:`unscale_target` turns its outputs back into the target's units (None: the target
         is used as it is; always None for classification).
+    columns : ColumnSteps or None
+        For a model trained on a table: the raw columns it reads and the step (numeric, one-hot,
+        date; see :mod:`flatnet_xp.preprocessing.steps`) that turns each into the features
+        ``feature_names``, before standardization. None: the features are the raw columns.
 
     Raises
     ------
@@ -109,9 +113,15 @@ class Preprocessing:
     class_names: tuple[str, ...] | None
     target_mean: float | None = None
     target_scale: float | None = None
+    columns: ColumnSteps | None = None
 
     def __post_init__(self) -> None:
         names = _names("feature_names", self.feature_names)
+        if self.columns is not None:
+            if not isinstance(self.columns, ColumnSteps):
+                raise TypeError(f"columns: expected a ColumnSteps or None, got {type(self.columns).__name__}")
+            if self.columns.output_names != names:
+                raise ValueError("columns: the steps' outputs are not the feature names")
         n = len(names)
         if (self.means is None) != (self.scales is None):
             raise ValueError("means, scales: give both (standardized features) or neither")
@@ -164,6 +174,7 @@ class Preprocessing:
         task: Literal["classify", "regress"] = "regress",
         class_names: Sequence[str] | None = None,
         y: Any = None,
+        columns: ColumnSteps | None = None,
     ) -> Preprocessing:
         """Learn the per-feature means and scales (population standard deviation) of ``X``, and for
         a regression target ``y`` its mean and scale.
@@ -179,6 +190,15 @@ class Preprocessing:
             Stored as given (see the class attributes).
         y : array, shape (n,), optional
             Regression targets to standardize (with ``standardize``); ignored for classification.
+            Must have one finite value per row of ``X``.
+        columns : ColumnSteps, optional
+            Stored as given (the steps that made ``X`` from a table's raw columns).
+
+        Raises
+        ------
+        ValueError
+            ``X`` or ``y`` hold NaN/missing or infinite values, ``y`` has a different length than
+            ``X``, values too large to standardize.
         """
         if not isinstance(standardize, bool):
             raise TypeError(f"standardize: expected a bool, got {type(standardize).__name__}")
@@ -192,7 +212,7 @@ class Preprocessing:
                 mu = x.mean(axis=0)
                 sd = x.std(axis=0)
             bad = ~(np.isfinite(mu) & np.isfinite(sd))
-            if bad.any():
+            if bad.any():  # X is finite (checked): only an overflow gets here
                 raise ValueError(
                     f"X: column {names[int(np.argmax(bad))]!r} has values too large to standardize (overflow)"
                 )
@@ -201,8 +221,17 @@ class Preprocessing:
             sd = np.where(constant, 1.0, sd)
             means, scales = tuple(float(v) for v in mu), tuple(float(v) for v in sd)
         t_mean = t_scale = None
-        if standardize and task == "regress" and y is not None:
+        if y is not None:
             t = np.asarray(y, dtype=np.float64).reshape(-1)
+            if t.shape[0] != x.shape[0]:
+                raise ValueError(f"y: expected {x.shape[0]} values (one per row of X), got {t.shape[0]}")
+            if np.isnan(t).any():
+                i = int(np.argmax(np.isnan(t)))
+                raise ValueError(f"y: NaN (a missing value) at row {i}; drop or fill the rows without a target")
+            if np.isinf(t).any():
+                i = int(np.argmax(np.isinf(t)))
+                raise ValueError(f"y: infinite value {float(t[i])} at row {i}")
+        if standardize and task == "regress" and y is not None:
             with np.errstate(over="ignore", invalid="ignore"):
                 t_mean, t_sd = float(t.mean()), float(t.std())
             if not (math.isfinite(t_mean) and math.isfinite(t_sd)):
@@ -217,6 +246,7 @@ class Preprocessing:
             None if class_names is None else tuple(class_names),
             t_mean,
             t_scale,
+            columns,
         )
 
     # ------------------------------------------------------------------------------- using
@@ -294,6 +324,12 @@ class Preprocessing:
         if self.class_names is None:
             raise ValueError("decode: a regression model has no classes")
         idx = np.asarray(indices)
+        if idx.dtype.kind not in "iu":
+            raise TypeError(f"decode: expected integer class indices, got dtype {idx.dtype}")
+        k = len(self.class_names)
+        bad = (idx < 0) | (idx >= k)
+        if bad.any():
+            raise ValueError(f"decode: class indices must be in [0, {k - 1}], got {int(idx[bad].reshape(-1)[0])}")
         return np.asarray(self.class_names)[idx]
 
     # ------------------------------------------------------------------------------- files
@@ -309,6 +345,7 @@ class Preprocessing:
             "class_names": None if self.class_names is None else list(self.class_names),
             "target_mean": self.target_mean,
             "target_scale": self.target_scale,
+            "columns": None if self.columns is None else self.columns.to_dict(),
         }
 
     @classmethod
@@ -324,13 +361,14 @@ class Preprocessing:
         """
         if not isinstance(d, dict):
             raise TypeError(f"preprocessing: expected a dict, got {type(d).__name__}")
+        version = d.get("version")
+        if type(version) is not int or version not in (1, _DICT_VERSION):
+            raise ValueError(f"preprocessing: version {version!r}, this library reads 1 to {_DICT_VERSION}")
+        expected = _KEYS_V1 if version == 1 else _KEYS
         keys = set(d)
-        if keys != _KEYS:
-            missing, extra = sorted(_KEYS - keys), sorted(str(k) for k in keys - _KEYS)
+        if keys != expected:
+            missing, extra = sorted(expected - keys), sorted(str(k) for k in keys - expected)
             raise ValueError(f"preprocessing: missing keys {missing}, unknown keys {extra[:10]}")
-        version = d["version"]
-        if type(version) is not int or version != _DICT_VERSION:
-            raise ValueError(f"preprocessing: version {version!r}, this library reads {_DICT_VERSION}")
         for key in ("feature_names", "means", "scales", "class_names"):
             if d[key] is not None and not isinstance(d[key], list):
                 raise TypeError(f"preprocessing: {key}: expected a list or null, got {type(d[key]).__name__}")
@@ -348,6 +386,7 @@ class Preprocessing:
                 None if d["class_names"] is None else tuple(d["class_names"]),
                 d["target_mean"],
                 d["target_scale"],
+                None if d.get("columns") is None else ColumnSteps.from_dict(d["columns"]),
             )
         except (TypeError, ValueError) as exc:
             raise type(exc)(f"preprocessing: {exc}") from None
@@ -366,166 +405,5 @@ def _as_matrix(X: Any, n_features: int) -> np.ndarray:
     finite = np.isfinite(x)
     if not finite.all():
         row, col = np.argwhere(~finite)[0]
-        raise ValueError(f"X: non-finite value {x[row, col]!r} at row {row}, column {col}")
+        raise ValueError(f"X: non-finite value {float(x[row, col])} at row {int(row)}, column {int(col)}")
     return x
-
-
-# ------------------------------------------------------------------------------------ targets
-@dataclass(frozen=True)
-class Target:
-    """An encoded target column.
-
-    Attributes
-    ----------
-    task : {"classify", "regress"}
-    y : numpy.ndarray, shape (n,)
-        Class indices (int64, into ``class_names``) or numbers (float64).
-    class_names : tuple of str, or None
-    reason : str
-        Why this task was chosen (for the user), e.g. ``"text labels"``.
-    """
-
-    task: Literal["classify", "regress"]
-    y: np.ndarray
-    class_names: tuple[str, ...] | None
-    reason: str
-
-
-def number_from_text(text: str) -> float:
-    """The number a text cell holds, as ``float`` reads it but stricter: no digit-group
-    underscores (``"1_000"``) and ASCII only (no ``"١٢"``), as in CSV files from the wild.
-
-    Raises
-    ------
-    ValueError
-        Not a number.
-    """
-    value = float(text)
-    if "_" in text or not text.isascii():
-        raise ValueError(f"not a plain number: {text!r}")
-    return value
-
-
-def _numbers_of(values: Any) -> np.ndarray | None:
-    """float64 array of ``values`` when every one is a number (or a numeric string), else None."""
-    arr = np.asarray(values)
-    if arr.dtype.kind in "biuf":
-        return arr.astype(np.float64)
-    if arr.dtype.kind not in "US":
-        return None
-    out = np.empty(arr.shape[0], dtype=np.float64)
-    for i, v in enumerate(arr.tolist()):
-        try:
-            out[i] = number_from_text(v)
-        except ValueError:
-            return None
-    return out
-
-
-_EXACT_LIMIT = 2.0**53  # integers at or above this may share one float64
-
-
-def _exact_integers(arr: np.ndarray) -> list[int] | None:
-    """The exact integers of integer arrays or integer texts (``"9007199254740993"``), else None."""
-    if arr.dtype.kind in "iu":
-        return [int(v) for v in arr.tolist()]
-    if arr.dtype.kind not in "US":
-        return None
-    out = []
-    for v in arr.tolist():
-        try:
-            number_from_text(str(v))
-            out.append(int(str(v).strip()))
-        except ValueError:  # "1e16", "3.0": the float is all there is
-            return None
-    return out
-
-
-def _int_name(v: float) -> str:
-    return str(int(v))
-
-
-def infer_target(
-    values: Any,
-    task: Literal["classify", "regress"] | None = None,
-    *,
-    name: str = "target",
-    max_classes: int = MAX_AUTO_CLASSES,
-) -> Target:
-    """Decide the task from target values as scikit-learn's ``type_of_target`` would, and encode them.
-
-    Text labels (any value that is not a number), booleans, or integers (integral floats count)
-    with at most ``max_classes`` distinct values: classification, classes sorted as
-    ``numpy.unique`` sorts them (integer classes are named by their decimal value). Other numbers:
-    regression. ``task`` overrides the inference.
-
-    Parameters
-    ----------
-    values : sequence of str or numbers, or 1-D array, length n
-        Missing values must have been rejected before (a NaN here is an error).
-    task : {"classify", "regress"}, optional
-    name : str
-        The target's name, for messages.
-
-    Raises
-    ------
-    ValueError
-        Regression of text labels, classification of non-integer numbers, fewer than two
-        classes, non-finite numbers, no values.
-    """
-    if task is not None and task not in TASKS:
-        raise ValueError(f"task: expected one of {list(TASKS)} or None, got {task!r}")
-    arr = np.asarray(values)
-    if arr.ndim != 1:
-        raise ValueError(f"target {name!r}: expected one value per row (shape (n,)), got shape {arr.shape}")
-    if arr.shape[0] == 0:
-        raise ValueError(f"target {name!r}: no values")
-    nums = _numbers_of(arr)
-    if arr.dtype.kind == "b":
-        labels = np.where(arr, "True", "False")
-        reason = "boolean labels"
-    elif nums is None:
-        labels = np.asarray([str(v) for v in arr.tolist()])
-        reason = "text labels"
-    else:
-        finite = np.isfinite(nums)
-        if not finite.all():
-            i = int(np.argmin(finite))
-            raise ValueError(f"target {name!r}: non-finite value {nums[i]!r} at row {i + 1}")
-        integral = bool(np.all(nums == np.round(nums)))
-        distinct = np.unique(nums)
-        exact = _exact_integers(arr) if integral and float(np.abs(nums).max()) >= _EXACT_LIMIT else None
-        if task == "regress" or (task is None and not integral):
-            return Target("regress", nums, None, "numbers" if task is None else "as requested")
-        if not integral:
-            bad = nums[int(np.argmax(nums != np.round(nums)))]
-            raise ValueError(
-                f"target {name!r} holds non-integer numbers (e.g. {bad!r}): classification needs class labels"
-            )
-        n_distinct = distinct.shape[0] if exact is None else len(set(exact))
-        if task is None and n_distinct > max_classes:
-            return Target(
-                "regress",
-                nums,
-                None,
-                f"integers with {n_distinct} distinct values (more than {max_classes})",
-            )
-        if exact is None:
-            classes = tuple(_int_name(v) for v in distinct.tolist())
-            y = np.searchsorted(distinct, nums).astype(np.int64)
-        else:  # beyond 2**53 float64 merges neighbours: classes from the exact integers
-            keys = sorted(set(exact))
-            index = {k: i for i, k in enumerate(keys)}
-            classes = tuple(str(k) for k in keys)
-            y = np.fromiter((index[k] for k in exact), dtype=np.int64, count=len(exact))
-        if len(classes) < 2:
-            raise ValueError(f"target {name!r} has a single class ({classes[0]!r}): nothing to classify")
-        why = f"integers with {len(classes)} distinct values" if task is None else "as requested"
-        return Target("classify", y, classes, why)
-    if task == "regress":
-        raise ValueError(f"target {name!r} holds {reason} (e.g. {str(labels[0])!r}): regression needs numbers")
-    uniq, inverse = np.unique(labels, return_inverse=True)
-    classes = tuple(str(c) for c in uniq.tolist())
-    if len(classes) < 2:
-        raise ValueError(f"target {name!r} has a single class ({classes[0]!r}): nothing to classify")
-    return Target("classify", inverse.reshape(-1).astype(np.int64), classes, reason)
