@@ -1,10 +1,14 @@
 """A whole network (and its stored preprocessing) as one ``onnx.ModelProto``.
 
-Graph (one input, a dynamic batch axis ``batch``):
+Graph inputs (a dynamic batch axis ``batch``):
 
 ``X`` : float (batch, L_1)
-    The network's inputs; with a stored preprocessing, the RAW feature columns in
-    ``feature_names`` order (standardized inside the graph).
+    The network's inputs; with a stored preprocessing of numeric columns (version 1), the RAW
+    feature columns in ``feature_names`` order (standardized inside the graph).
+one input per raw column, ``(batch, 1)``, for a table model (``flatnet-xp train`` on a CSV)
+    named after the column (``column:NAME`` where that name is an output's); float for numeric
+    columns and integer categories (NaN where missing), string for text categories (see
+    :mod:`flatnet_xp.export._columns`; the mapping is in the metadata as ``input_columns``).
 
 Outputs, always:
 
@@ -39,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from flatnet_xp.export._builder import OnnxGraph
+from flatnet_xp.export._columns import TEXT_OPSET, add_columns, column_inputs, needs_text_opset
 from flatnet_xp.export._graph import add_head, add_layers
 from flatnet_xp.export._preprocessing import add_input_steps, add_output_steps, steps_of
 from flatnet_xp.layout import Layout
@@ -103,8 +108,20 @@ def build_model(
     n_out = layout.sizes[-1]
     steps_in, steps_out = steps_of(preprocessing, n_out) if preprocessing is not None else ([], [])
     weights, biases = host_layers(layout, params, dtype)
-    g = OnnxGraph(dtype, opset, reserved=("X", *OUTPUT_NAMES))
-    z = add_layers(g, add_input_steps(g, "X", steps_in), weights, biases, activations)
+    columns = None if preprocessing is None else preprocessing.get("columns")
+    if columns is not None:  # a table model: one input per raw column
+        if opset < TEXT_OPSET and needs_text_opset(columns):
+            raise ValueError(
+                f"opset: a model with text columns needs opset >= {TEXT_OPSET} (string comparisons), got {opset}"
+            )
+        inputs = column_inputs(columns, dtype, OUTPUT_NAMES)
+        g = OnnxGraph(dtype, opset, reserved=(*(i[0] for i in inputs), *OUTPUT_NAMES))
+        x = add_columns(g, columns, inputs)
+    else:
+        inputs = [("X", dtype, ["batch", layout.sizes[0]])]
+        g = OnnxGraph(dtype, opset, reserved=("X", *OUTPUT_NAMES))
+        x = "X"
+    z = add_layers(g, add_input_steps(g, x, steps_in), weights, biases, activations)
     outs = add_output_steps(g, {"output": z, **add_head(g, z, n_out, loss)}, steps_out)
     graph_outputs = []
     for name, value in outs.items():
@@ -115,8 +132,10 @@ def build_model(
         "target_name": json.dumps(preprocessing.get("target_name")),
         "class_names": json.dumps(preprocessing.get("class_names")),
     }  # fmt: skip
+    if columns is not None:  # input name -> raw column it takes
+        meta["input_columns"] = json.dumps({i[0]: c["column"] for i, c in zip(inputs, columns["steps"], strict=True)})
     doc = f"flatnet_xp MLP {list(layout.sizes)}, activations {list(activations)}, loss {loss}"
-    return g.model([("X", dtype, ["batch", layout.sizes[0]])], graph_outputs, doc, meta)
+    return g.model(inputs, graph_outputs, doc, meta)
 
 
 def _output_type(name: str, dtype: str, n_out: int, preprocessing: dict[str, Any] | None) -> tuple[str, list[Any]]:

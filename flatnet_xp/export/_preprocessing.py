@@ -71,7 +71,7 @@ OUTPUT_STEPS: dict[str, Callable[[GraphBuilder, dict[str, str], Mapping[str, Any
 #: Keys of the stored preprocessing that describe rather than transform (no graph nodes).
 _DESCRIPTIVE = frozenset({"version", "feature_names", "target_name", "task"})
 #: Keys read into steps by :func:`steps_of`.
-_READ = frozenset({"means", "scales", "target_mean", "target_scale", "class_names"})
+_READ = frozenset({"means", "scales", "target_mean", "target_scale", "class_names", "columns"})
 
 
 def steps_of(prep: Mapping[str, Any], n_outputs: int) -> tuple[list[Step], list[Step]]:

@@ -11,6 +11,7 @@ import numpy as np
 
 from flatnet_xp._atomic import atomic_write_bytes, check_output_path
 from flatnet_xp._validation import check_dtype
+from flatnet_xp.export._columns import TEXT_OPSET, needs_text_opset
 from flatnet_xp.export._model import build_model
 from flatnet_xp.layout import Layout
 from flatnet_xp.losses import Loss
@@ -76,6 +77,9 @@ def onnx_model(
     require_onnx()
     name = check_dtype(dtype, "dtype")
     version = check_opset(opset)
+    columns = None if preprocessing is None else preprocessing.get("columns")
+    if opset is None and columns is not None and needs_text_opset(columns):
+        version = max(version, min(TEXT_OPSET, int(require_onnx().defs.onnx_opset_version())))
     return build_model(
         layout, activations, params, dtype=name, opset=version, loss=_loss_name(loss), preprocessing=preprocessing
     )
