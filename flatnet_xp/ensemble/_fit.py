@@ -1,0 +1,394 @@
+"""``FlatEnsemble.fit``: every member trained in the same steps, on ``(E, n_params)`` buffers.
+
+Each step gathers the batch once (shared by every member, broadcast; or one per member when they
+have their own shuffle seeds or bootstrap resamples), runs the batched forward and backward passes
+of :mod:`._math` and ONE optimizer update over the stacked buffers (:mod:`._optim`). Member ``i``'s
+numbers are exactly those of a :class:`~flatnet_xp.FlatMLP` trained alone with its seed, order
+and hyperparameters (to rounding of the batched kernels).
+
+Per member, at each epoch's end: its losses and parameters are checked (a member that diverged is
+put back to the start of that epoch and frozen, named in a :class:`RuntimeWarning` and in
+``diverged_``; the others go on); early stopping keeps its best row and freezes it when its
+patience runs out. A frozen member's learning rate is 0, so its parameters stay exactly as they are.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from flatnet_xp._data import Dataset, normalized_weights
+from flatnet_xp._random import epoch_order, fresh_entropy
+from flatnet_xp._validation import check_int, check_real, describe
+from flatnet_xp.backends import to_numpy
+from flatnet_xp.engines.plan import BatchPlan
+from flatnet_xp.ensemble import _math as M
+from flatnet_xp.ensemble._optim import MemberOptimizers, placed, to_backend
+from flatnet_xp.history import DivergenceError, History
+from flatnet_xp.losses import Loss, get_loss
+from flatnet_xp.optim import clip_factor
+from flatnet_xp.training.progress import Progress
+from flatnet_xp.training.run import _check_callbacks, progress_wanted
+
+if TYPE_CHECKING:
+    from flatnet_xp.ensemble.core import FlatEnsemble
+
+__all__ = ["fit_ensemble"]
+
+#: Floats of one validation chunk's activations ``(E, rows, width)``.
+_EVAL_FLOATS = 1 << 21
+
+
+def _check_seeds(seed: Any, n_models: int) -> int | list[int] | None:
+    if seed is None:
+        return None
+    if isinstance(seed, Sequence) and not isinstance(seed, str):
+        seeds = list(seed)
+        if len(seeds) != n_models:
+            raise ValueError(f"seed: expected an int or {n_models} ints (one per member), got {len(seeds)} values")
+        return [check_int("seed", s, 0) for s in seeds]
+    return check_int("seed", seed, 0)
+
+
+def _host_targets(data: Dataset) -> tuple[np.ndarray, np.ndarray | None]:
+    """Validation targets ``(n, L_out)`` float64 (labels one-hot) and weights ``(n, 1)`` over the global mean."""
+    y = np.asarray(data.host_rows(data.Y, slice(None)), dtype=np.float64)
+    if data.labels:
+        y = (y.astype(np.int64)[:, None] == np.arange(data.n_outputs)).astype(np.float64)
+    sw = None
+    if data.sample_weight is not None:
+        w = np.asarray(data.sample_weight, dtype=np.float64)
+        sw = normalized_weights(np, w, w.mean())[:, None]
+    return y, sw
+
+
+class _Trainer:
+    def __init__(self, ens: FlatEnsemble, data: Dataset, val: Dataset | None, loss: Loss, opts: MemberOptimizers,
+                 plan: BatchPlan) -> None:  # fmt: skip
+        self.ens, self.data, self.val, self.loss, self.opts, self.plan = ens, data, val, loss, opts, plan
+        be = ens._backend
+        self.be, self.xp, self.ops, self.spec, self.e = be, be.xp, be.ops, ens._spec, ens.n_models
+        self.dtype = ens._dtype
+        self.optimizer = placed(opts.merged, be, self.dtype)
+        self.optimizer._w_len = ens.layout.w_len
+        lr = opts.constant_lr()
+        self.lr_const = None if lr is None else to_backend(lr, be, self.dtype)
+        clip = opts.clip_norms()
+        self.clip = None if clip is None else to_backend(clip, be, self.dtype)
+        n = ens.layout.n_params
+        xp, dev = self.xp, be.device
+        state = ens._opt_state
+        if state is None or state[0] != opts.key():
+            buffers = {name: xp.zeros((self.e, n), dtype=self.dtype, device=dev) for name in opts.buffer_names}
+            state = ens._opt_state = (opts.key(), 0, buffers)
+        self.t, self.buffers = state[1], state[2]
+        self.active = np.ones(self.e, dtype=bool)
+        if be.mutable:
+            self.grad = xp.zeros((self.e, n), dtype=self.dtype, device=dev)
+            self.grad_views: M.Views | None = M.layer_views(self.spec, self.grad)
+            self.tmp = xp.empty((self.e, n), dtype=self.dtype, device=dev)
+            self.ws = {m: M.Workspace(self.spec, self.e, m) for m in {plan.batch_size, plan.last_size}}
+        else:
+            self.grad_views, self.tmp = None, None
+
+    # ------------------------------------------------------------------ one step
+    def _lr(self) -> Any:
+        lr = self.lr_const if self.lr_const is not None else to_backend(self.opts.lr_at(self.t), self.be, self.dtype)
+        if not self.active.all():
+            mask = self.be.asarray(self.active[:, None].astype(np.float64), dtype=self.dtype)
+            lr = lr * mask
+        return lr
+
+    def step(self, x: Any, y: Any, sw: Any) -> Any:
+        """One update of every member; returns the members' batch losses ``(E,)`` (before the update)."""
+        ens, spec, ops, xp = self.ens, self.spec, self.ops, self.xp
+        p = ens._flat
+        views = ens._views()
+        rows = int(x.shape[-2])
+        ws = self.ws[rows] if self.be.mutable else M.Workspace(spec, self.e, rows)
+        z = M.forward(spec, views, x, ws)
+        value, ws.deltas[-1] = M.member_loss(self.loss, xp, ops, z, y, ws.deltas[-1], sw)
+        parts = M.backward(spec, views, x, ws, self.grad_views)
+        g = self.grad if self.grad_views is not None else M.join(spec, parts)
+        if self.clip is not None:
+            g = ops.imul(g, clip_factor(xp, xp.sum(g * g, axis=-1, keepdims=True), self.clip))
+        lr = self._lr()
+        self.t += 1
+        new = self.optimizer.update(ops, 0, p, g, self.buffers, self.tmp, lr, self.t)
+        ens._flat = self.be.assign(p, new)
+        return value
+
+    # ------------------------------------------------------------------ batches
+    def batch(self, rows: Any) -> tuple[Any, Any, Any]:
+        """Backend batch of ``rows``: a slice or 1-D indices (shared), or ``(E, b)`` indices (per member)."""
+        data = self.data
+        if isinstance(rows, slice) or rows.ndim == 1:
+            return data.batch(rows)
+        e, b = rows.shape
+        x, y, _ = data.batch(rows.reshape(-1))
+        xp = self.xp
+        x = xp.reshape(x, (e, b, int(x.shape[-1])))
+        y = xp.reshape(y, (e, b, int(y.shape[-1])))
+        sw = None
+        if data.sample_weight is not None:
+            w = np.asarray(data.sample_weight)[rows]
+            w = normalized_weights(np, w, w.mean(axis=1, keepdims=True))
+            sw = self.be.asarray(w[:, :, None], dtype=self.dtype)
+        return x, y, sw
+
+    # ------------------------------------------------------------------ checks
+    def finite_rows(self) -> np.ndarray:
+        xp = self.xp
+        ok = xp.all(xp.isfinite(self.ens._flat), axis=1)
+        for buf in self.buffers.values():
+            ok = ok & xp.all(xp.isfinite(buf), axis=1)
+        return np.asarray(to_numpy(ok), dtype=bool)
+
+    def copy_rows(self, target: Any, source: Any, rows: np.ndarray) -> Any:
+        """``target`` with ``source``'s rows where ``rows`` (bool ``(E,)``); written in place where possible."""
+        mask = self.be.asarray(rows[:, None])
+        return self.be.assign(target, self.xp.where(mask, source, target))
+
+    def snapshot(self) -> tuple[Any, dict[str, Any]]:
+        be = self.be
+        return be.copy(self.ens._flat), {k: be.copy(v) for k, v in self.buffers.items()}
+
+    def restore_rows(self, snap: tuple[Any, dict[str, Any]], rows: np.ndarray) -> None:
+        self.ens._flat = self.copy_rows(self.ens._flat, snap[0], rows)
+        for k in list(self.buffers):
+            self.buffers[k] = self.copy_rows(self.buffers[k], snap[1][k], rows)
+
+    # ------------------------------------------------------------------ validation
+    def validate(self, yv: np.ndarray, swv: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """Per-member validation loss, accuracy (classification) and score (accuracy or R^2)."""
+        assert self.val is not None
+        z = self.ens._forward_members(self.val, chunk_floats=_EVAL_FLOATS)  # (E, n, L) float64
+        loss = self.loss
+        value, _ = M.member_loss(loss, np, None, z, yv, None, swv, grad=False)
+        w = np.ones((yv.shape[0], 1)) if swv is None else swv
+        n = yv.shape[0]
+        if loss.classification:
+            if loss.targets == "binary" or z.shape[-1] == 1:
+                hits = ((z > 0) == (yv > 0.5)).astype(np.float64)
+                acc = (hits * w).sum(axis=(1, 2)) / (n * z.shape[-1])
+            else:
+                hits = (np.argmax(z, axis=-1) == np.argmax(yv, axis=-1)).astype(np.float64)
+                acc = (hits * w[:, 0]).sum(axis=1) / n
+            return value, acc, acc
+        pred = np.exp(z) if loss.name == "poisson" else z
+        res = (w * (pred - yv) ** 2).sum(axis=1)
+        ss = self.val.total_sum_of_squares()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r2 = np.where(ss > 0, 1.0 - res / np.where(ss > 0, ss, 1.0), np.where(res == 0, 1.0, 0.0))
+        return value, None, r2.mean(axis=1)
+
+
+def fit_ensemble(
+    ens: FlatEnsemble,
+    X: Any,
+    Y: Any,
+    *,
+    epochs: int = 10,
+    batch_size: int = 32,
+    optimizer: Any = None,
+    loss: str | Loss = "mse",
+    sample_weight: Any = None,
+    shuffle: bool = True,
+    seed: Any = None,
+    validation_data: Any = None,
+    patience: int | None = None,
+    min_delta: float = 0.0,
+    callbacks: Any = None,
+    progress: bool | None = None,
+    bootstrap: bool = False,
+) -> list[History]:
+    """Train every member (see :meth:`flatnet_xp.FlatEnsemble.fit`); returns one History per member."""
+    e = ens.n_models
+    epochs = check_int("epochs", epochs, 0)
+    batch_size = check_int("batch_size", batch_size, 1)
+    loss_fn = get_loss(loss)
+    M.check_loss(loss_fn)
+    opts = MemberOptimizers.build(optimizer, e)
+    if not isinstance(shuffle, bool):
+        raise TypeError(f"shuffle: expected a bool, got {describe(shuffle)}")
+    if not isinstance(bootstrap, bool):
+        raise TypeError(f"bootstrap: expected a bool, got {describe(bootstrap)}")
+    seeds = _check_seeds(seed, e)
+    patience = None if patience is None else check_int("patience", patience, 1)
+    min_delta = check_real("min_delta", min_delta, minimum=0.0)
+    cbs = _check_callbacks(callbacks)
+    show = progress_wanted(progress)
+    sizes = ens.layout.sizes
+    data = Dataset(ens._backend, ens.dtype_name, X, Y, sizes[0], sizes[-1], loss_fn, sample_weight=sample_weight)
+    val = None
+    if validation_data is not None:
+        if not isinstance(validation_data, tuple | list) or len(validation_data) not in (2, 3):
+            raise TypeError(
+                "validation_data: expected (X_val, Y_val) or (X_val, Y_val, sample_weight_val), "
+                f"got {describe(validation_data)}"
+            )
+        val = Dataset(
+            ens._backend, ens.dtype_name, validation_data[0], validation_data[1], sizes[0], sizes[-1], loss_fn,
+            sample_weight=validation_data[2] if len(validation_data) == 3 else None,
+            names=("X_val", "Y_val", "sample_weight_val"),
+        )  # fmt: skip
+    plan = BatchPlan(data.n, batch_size)
+    # Shuffle entropy: one shared (members see the same order) or one per member.
+    if isinstance(seeds, list):
+        entropies: list[int] = seeds
+    else:
+        shared = seeds if seeds is not None else (fresh_entropy() if shuffle or bootstrap else 0)
+        entropies = [shared] * e
+    per_member = bootstrap or (shuffle and len(set(entropies)) > 1)
+    boot = None
+    if bootstrap:
+        boot = np.stack(
+            [
+                np.random.default_rng(np.random.SeedSequence(ent, spawn_key=(2**32 + i,))).integers(0, data.n, data.n)
+                for i, ent in enumerate(entropies)
+            ]
+        )
+    with ens._backend.precision(ens.dtype_name), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        return _run(ens, data, val, loss_fn, opts, plan, epochs, shuffle, entropies, per_member, boot, patience,
+                    min_delta, cbs, show)  # fmt: skip
+
+
+def _orders(shuffle: bool, entropies: list[int], per_member: bool, boot: np.ndarray | None, epoch: int,
+            n: int) -> np.ndarray | None:  # fmt: skip
+    if not per_member:
+        return epoch_order(entropies[0], 0, epoch, n) if shuffle else None
+    cache: dict[int, np.ndarray] = {}
+    rows = []
+    for i, ent in enumerate(entropies):
+        if shuffle:
+            if ent not in cache:
+                cache[ent] = epoch_order(ent, 0, epoch, n)
+            order = cache[ent]
+        else:
+            order = np.arange(n)
+        rows.append(order if boot is None else boot[i][order])
+    return np.stack(rows)
+
+
+def _run(ens: FlatEnsemble, data: Dataset, val: Dataset | None, loss: Loss, opts: MemberOptimizers, plan: BatchPlan,
+         epochs: int, shuffle: bool, entropies: list[int], per_member: bool, boot: np.ndarray | None,
+         patience: int | None, min_delta: float, cbs: tuple[Any, ...], show: bool) -> list[History]:  # fmt: skip
+    e = ens.n_models
+    tr = _Trainer(ens, data, val, loss, opts, plan)
+    histories = [History() for _ in range(e)]
+    yv, swv = _host_targets(val) if val is not None else (None, None)
+    best = np.full(e, math.inf)
+    best_epoch = np.zeros(e, dtype=np.int64)
+    wait = np.zeros(e, dtype=np.int64)
+    best_flat = ens._backend.copy(ens._flat) if patience is not None else None
+    diverged: dict[int, int] = {}
+    stopped = np.zeros(e, dtype=bool)
+    compiled = None if ens._backend.mutable else _compiled_runner(tr)
+    bar = Progress(show, epochs, 0, plan.n_batches)
+    mean_history = History()
+    try:
+        for epoch in range(epochs):
+            t0 = time.perf_counter()
+            was_active = tr.active.copy()
+            snap = tr.snapshot()
+            order = _orders(shuffle, entropies, per_member, boot, epoch, plan.n)
+            bar.start_epoch(epoch)
+            if compiled is not None:
+                losses = compiled(order)
+            else:
+                losses = np.zeros((plan.n_batches, e))
+                dev = tr.xp.zeros((plan.n_batches, e), dtype=tr.xp.float64, device=tr.be.device)
+                for step in range(plan.n_batches):
+                    rows = plan.rows(step, order if order is None or order.ndim == 1 else None)
+                    if order is not None and order.ndim == 2:
+                        lo = step * plan.batch_size
+                        rows = order[:, lo : lo + plan.batch_size]
+                    x, y, sw = tr.batch(rows)
+                    dev[step, :] = tr.xp.astype(tr.step(x, y, sw), tr.xp.float64)
+                losses[:] = np.asarray(to_numpy(dev), dtype=np.float64)
+            finite = np.isfinite(losses).all(axis=0) & tr.finite_rows()
+            bad = was_active & ~finite
+            if bad.any():
+                tr.restore_rows(snap, bad)
+                tr.active &= ~bad
+                for m in np.flatnonzero(bad).tolist():
+                    diverged[m] = epoch + 1
+                names = ", ".join(str(int(i)) for i in np.flatnonzero(bad))
+                warnings.warn(
+                    f"member(s) {names} diverged (non-finite loss, gradient or update) at epoch {epoch + 1}: "
+                    "their parameters and optimizer state were restored to the start of that epoch and they are "
+                    "frozen; the other members go on (see diverged_)",
+                    RuntimeWarning,
+                    stacklevel=4,
+                )
+                if not tr.active.any() and not stopped.any():
+                    ens._opt_state = (opts.key(), tr.t, tr.buffers)
+                    ens.diverged_ = diverged
+                    raise DivergenceError(
+                        f"every member diverged by epoch {epoch + 1}; each was restored to the start of the epoch "
+                        "in which it diverged: lower the learning rate or set clip_norm",
+                        epoch + 1,
+                        None,
+                    )
+            monitored = np.array([plan.epoch_loss(losses[:, i]) for i in range(e)])
+            if val is not None:
+                assert yv is not None
+                v_loss, v_acc, v_score = tr.validate(yv, swv)
+                monitored = v_loss
+            for m in np.flatnonzero(was_active).tolist():
+                h = histories[m]
+                h.batch_loss.extend(losses[:, m].tolist())
+                h.loss.append(plan.epoch_loss(losses[:, m]))
+                if val is not None:
+                    h.val_loss.append(float(v_loss[m]))
+                    h.val_score.append(float(v_score[m]))
+                    if v_acc is not None:
+                        h.val_accuracy.append(float(v_acc[m]))
+                h.epoch_time.append(time.perf_counter() - t0)
+            if patience is not None:
+                assert best_flat is not None
+                improved = tr.active & (monitored < best - min_delta)
+                best = np.where(improved, monitored, best)
+                best_epoch = np.where(improved, epoch + 1, best_epoch)
+                wait = np.where(improved, 0, wait + 1)
+                if improved.any():
+                    best_flat = tr.copy_rows(best_flat, ens._flat, improved)
+                stop = tr.active & (wait >= patience)
+                if stop.any():
+                    ens._flat = tr.copy_rows(ens._flat, best_flat, stop & (best_epoch > 0))
+                    stopped |= stop
+                    tr.active &= ~stop
+            active_losses = [histories[i].loss[-1] for i in np.flatnonzero(was_active)]
+            mean_history.loss.append(float(np.mean(active_losses)) if active_losses else math.nan)
+            bar.end_epoch(mean_history)
+            reason = not tr.active.any()
+            for cb in cbs:
+                if cb(ens, histories) is True:
+                    reason = True
+            if reason:
+                break
+    finally:
+        bar.close()
+        ens._opt_state = (opts.key(), tr.t, tr.buffers)
+    if patience is not None:
+        assert best_flat is not None
+        keep = (best_epoch > 0) & ~stopped & np.array([i not in diverged for i in range(e)])
+        if keep.any():
+            ens._flat = tr.copy_rows(ens._flat, best_flat, keep)
+        for i in range(e):
+            histories[i].best_epoch = int(best_epoch[i]) if best_epoch[i] > 0 else None
+    for i in range(e):
+        histories[i].stopped_early = bool(stopped[i]) or (histories[i].epochs < epochs and i not in diverged)
+    ens.diverged_ = diverged
+    return histories
+
+
+def _compiled_runner(tr: _Trainer) -> Any:
+    from flatnet_xp.ensemble._compiled import CompiledEnsembleEpochs
+
+    return CompiledEnsembleEpochs(tr)
