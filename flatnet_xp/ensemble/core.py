@@ -317,9 +317,12 @@ class FlatEnsemble:
         loss_fn = get_loss(loss)
         M.check_loss(loss_fn)
         sizes = self._layout.sizes
-        data = Dataset(self._backend, self.dtype_name, X, Y, sizes[0], sizes[-1], loss_fn, sample_weight=sample_weight)
-        y, sw = _host_targets(data)
-        z = self._forward_members(data)
+        with self._backend.precision(self.dtype_name):
+            data = Dataset(
+                self._backend, self.dtype_name, X, Y, sizes[0], sizes[-1], loss_fn, sample_weight=sample_weight
+            )
+            y, sw = _host_targets(data)
+            z = self._forward_members(data)
         with np.errstate(over="ignore", invalid="ignore"):
             return np.asarray(M.member_loss(loss_fn, np, None, z, y, None, sw, grad=False)[0], dtype=np.float64)
 
@@ -357,7 +360,8 @@ class FlatEnsemble:
         """
         from flatnet_xp.ensemble._fit import fit_ensemble
 
-        histories = fit_ensemble(self, X, Y, **kwargs)
+        with self._backend.precision(self.dtype_name):
+            histories = fit_ensemble(self, X, Y, **kwargs)
         loss = kwargs.get("loss", "mse")
         self._loss_name = loss if isinstance(loss, str) else None
         self.history_ = histories
