@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 __all__ = ["CompiledEnsembleEpochs"]
 
 _PROGRAMS: dict[Any, Any] = {}
+#: Optimizer attributes that may be per-member columns (part of a program's key).
+_HYPER = ("momentum", "weight_decay", "eps", "alpha", "betas")
 _MAX_PROGRAMS = 32
 
 
@@ -111,7 +113,7 @@ class CompiledEnsembleEpochs:
         tr = self.tr
         key = (
             tr.spec, tr.loss, type(tr.optimizer), _plain(tr.opts.merged.hyperparameters()),
-            _plain({n: getattr(tr.opts.merged, n, None) for n in ("momentum", "weight_decay", "eps", "alpha", "betas")}),
+            _plain({n: getattr(tr.opts.merged, n, None) for n in _HYPER}),
             tr.opts.buffer_names, _plain(tr.opts.clip_norms()), tr.optimizer._w_len, tr.e, self.batch, self.n_full,
             self.last, per_member, self.W is not None,
         )  # fmt: skip
