@@ -61,12 +61,21 @@ class Workspace:
             self.deltas = [NO_OUT] * len(widths)
 
 
+def _matmul(ops: Any, a: Any, b: Any, out: Any) -> Any:
+    """``a @ b`` over the member axis; an inner dimension of 1 (one output, one input, batches of
+    one) is the outer product ``a * b``, the same numbers, which NumPy's stacked matmul computes
+    outside BLAS about 15x slower."""
+    if int(a.shape[-1]) == 1:
+        return ops.multiply(a, b, out)
+    return ops.matmul(a, b, out)
+
+
 def forward(spec: F.Spec, views: Views, x: Any, ws: Workspace) -> Any:
     """Outputs ``(E, n, L_n)`` of every member for ``x`` ``(n, L_1)`` (shared) or ``(E, n, L_1)``."""
     xp, ops = spec.xp, spec.ops
     a, acts = x, ws.acts
     for k, act in enumerate(spec.activations):
-        z = ops.matmul(a, views.Wt[k], acts[k])
+        z = _matmul(ops, a, views.Wt[k], acts[k])
         z = ops.iadd(z, views.b3[k])
         acts[k] = a = act.forward(xp, ops, z)
     return a
@@ -83,10 +92,10 @@ def backward(spec: F.Spec, views: Views, x: Any, ws: Workspace, grads: Views | N
     for k in range(n - 1, -1, -1):
         d = deltas[k] = spec.activations[k].backward(xp, ops, deltas[k], acts[k])
         a_prev = x if k == 0 else acts[k - 1]
-        dW[k] = ops.matmul(xp.matrix_transpose(d), a_prev, dW[k])
-        db[k] = ops.copy(xp.sum(d, axis=1), db[k])
+        dW[k] = _matmul(ops, xp.matrix_transpose(d), a_prev, dW[k])
+        db[k] = ops.sum0(xp.permute_dims(d, (1, 0, 2)), db[k])  # over the batch, into the gradient's view
         if k:
-            deltas[k - 1] = ops.matmul(d, views.W[k], deltas[k - 1])
+            deltas[k - 1] = _matmul(ops, d, views.W[k], deltas[k - 1])
     return dW + db
 
 
