@@ -390,3 +390,40 @@ def test_bad_fit_arguments_change_nothing() -> None:
     with pytest.raises(ValueError):
         ens.fit(*_data(), optimizer=[fx.SGD(lr=0.1)] * 2)
     np.testing.assert_array_equal(ens.params, before)
+
+
+# ------------------------------------------------------------------ callbacks, progress, divergence on JAX, bench
+def test_a_callback_returning_true_stops_every_member() -> None:
+    X, Y = _data()
+    seen = []
+
+    def stop_after_two(ens, histories):
+        seen.append((ens.n_models, len(histories), histories[0].epochs))
+        return histories[0].epochs == 2
+
+    hist = _ensemble().fit(X, Y, epochs=5, batch_size=8, optimizer=fx.SGD(lr=0.05), callbacks=stop_after_two)
+    assert seen == [(3, 3, 1), (3, 3, 2)]
+    assert [h.epochs for h in hist] == [2, 2, 2] and all(h.stopped_early for h in hist)
+
+
+def test_divergence_of_one_member_on_compiled_jax_spares_the_others() -> None:
+    pytest.importorskip("jax")
+    X, Y = _data()
+    lrs = [0.05, 1e200, 0.02]
+    ens = _ensemble("jax")
+    with pytest.warns(RuntimeWarning, match=r"member\(s\) 1 diverged"):
+        ens.fit(X, Y, epochs=2, batch_size=8, optimizer=[fx.SGD(lr=lr) for lr in lrs], seed=[1, 2, 3])
+    np.testing.assert_array_equal(_row(ens, 1), np.asarray(to_numpy(_solo("jax", seed=11).params)))
+    net = _solo("jax", seed=12)
+    net.fit(X, Y, epochs=2, batch_size=8, optimizer=fx.SGD(lr=0.02), seed=3)
+    assert_close(_row(ens, 2), net.params, rtol=0, atol=1e-12)
+
+
+def test_the_ensemble_benchmark_reports_every_way_and_the_ratios(monkeypatch) -> None:
+    from flatnet_xp.bench import ensembles
+
+    tiny = {"sizes": [4, 3], "acts": ["sigmoid"], "E": 3, "batch": 4, "dtype": "float64", "n": 32, "lr": 0.1}
+    monkeypatch.setattr(ensembles, "CONFIGS", {"tiny": tiny})
+    row = ensembles.run_ensemble_benchmarks(repeats=1, skip=("jax", "torch"))["tiny"]
+    assert set(row) == {"ensemble", "loop", "loop / ensemble"}
+    assert row["loop / ensemble"] == pytest.approx(row["loop"] / row["ensemble"])
