@@ -11,7 +11,7 @@ losses ``(steps, E)``. Programs are cached by configuration for the process.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -19,9 +19,6 @@ from flatnet_xp._data import normalized_weights
 from flatnet_xp.backends import NO_OUT
 from flatnet_xp.ensemble import _math as M
 from flatnet_xp.optim import clip_factor
-
-if TYPE_CHECKING:
-    from flatnet_xp.ensemble._fit import _Trainer
 
 __all__ = ["CompiledEnsembleEpochs"]
 
@@ -42,7 +39,7 @@ def _plain(value: Any) -> Any:
     return value if isinstance(value, int | float | str | bool | type(None)) else repr(value)
 
 
-def _build(tr: _Trainer, batch: int, n_full: int, last: int, per_member: bool, weighted: bool) -> Any:
+def _build(tr: Any, batch: int, n_full: int, last: int, per_member: bool, weighted: bool) -> Any:
     import jax
 
     spec, xp, ops, opt, loss, clip, e = tr.spec, tr.xp, tr.ops, tr.optimizer, tr.loss, tr.clip, tr.e
@@ -93,7 +90,7 @@ def _build(tr: _Trainer, batch: int, n_full: int, last: int, per_member: bool, w
 class CompiledEnsembleEpochs:
     """Run one epoch of every member as one compiled program; ``(order) -> losses (steps, E)``."""
 
-    def __init__(self, tr: _Trainer) -> None:
+    def __init__(self, tr: Any) -> None:
         self.tr = tr
         data, be, plan = tr.data, tr.be, tr.plan
         X = data.X.toarray() if hasattr(data.X, "toarray") else data.X

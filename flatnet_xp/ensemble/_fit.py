@@ -18,11 +18,12 @@ import math
 import time
 import warnings
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from flatnet_xp._data import Dataset, normalized_weights
+from flatnet_xp._memory import SMALL_FIT_BYTES, available_memory
 from flatnet_xp._random import epoch_order, fresh_entropy
 from flatnet_xp._validation import check_int, check_real, describe
 from flatnet_xp.backends import to_numpy
@@ -35,13 +36,24 @@ from flatnet_xp.optim import clip_factor
 from flatnet_xp.training.progress import Progress
 from flatnet_xp.training.run import _check_callbacks, progress_wanted
 
-if TYPE_CHECKING:
-    from flatnet_xp.ensemble.core import FlatEnsemble
-
-__all__ = ["fit_ensemble"]
+__all__ = ["check_memory", "fit_ensemble", "host_targets"]
 
 #: Floats of one validation chunk's activations ``(E, rows, width)``.
 _EVAL_FLOATS = 1 << 21
+
+
+def check_memory(n_models: int, n_params: int, dtype_name: str, copies: int, activations: int, on_gpu: bool,
+                 name: str) -> None:  # fmt: skip
+    """Refuse, before allocating, ``copies`` ``(E, n_params)`` buffers and ``activations`` floats that
+    this machine cannot hold (named ``name``; small requests and GPUs are not checked)."""
+    need = (copies * n_models * n_params + activations) * np.dtype(dtype_name).itemsize
+    have = None if need < SMALL_FIT_BYTES or on_gpu else available_memory()
+    if have is not None and need > have:
+        raise ValueError(
+            f"{name}: {n_models} members of {n_params:,} parameters need about {need:,} bytes of {dtype_name} "
+            f"buffers ({copies} of shape (E, n_params) and the activations); this machine has {have:,} bytes "
+            "available: use fewer members, a smaller network or batch"
+        )
 
 
 def _check_seeds(seed: Any, n_models: int) -> int | list[int] | None:
@@ -55,7 +67,7 @@ def _check_seeds(seed: Any, n_models: int) -> int | list[int] | None:
     return check_int("seed", seed, 0)
 
 
-def _host_targets(data: Dataset) -> tuple[np.ndarray, np.ndarray | None]:
+def host_targets(data: Dataset) -> tuple[np.ndarray, np.ndarray | None]:
     """Validation targets ``(n, L_out)`` float64 (labels one-hot) and weights ``(n, 1)`` over the global mean."""
     y = np.asarray(data.host_rows(data.Y, slice(None)), dtype=np.float64)
     if data.labels:
@@ -68,7 +80,7 @@ def _host_targets(data: Dataset) -> tuple[np.ndarray, np.ndarray | None]:
 
 
 class _Trainer:
-    def __init__(self, ens: FlatEnsemble, data: Dataset, val: Dataset | None, loss: Loss, opts: MemberOptimizers,
+    def __init__(self, ens: Any, data: Dataset, val: Dataset | None, loss: Loss, opts: MemberOptimizers,
                  plan: BatchPlan) -> None:  # fmt: skip
         self.ens, self.data, self.val, self.loss, self.opts, self.plan = ens, data, val, loss, opts, plan
         be = ens._backend
@@ -154,9 +166,11 @@ class _Trainer:
         mask = self.be.asarray(rows[:, None])
         return self.be.assign(target, self.xp.where(mask, source, target))
 
-    def snapshot(self) -> tuple[Any, dict[str, Any]]:
+    def snapshot(self, into: tuple[Any, dict[str, Any]] | None = None) -> tuple[Any, dict[str, Any]]:
+        """Copies of the parameters and optimizer state (written into ``into``'s buffers when given)."""
         be = self.be
-        return be.copy(self.ens._flat), {k: be.copy(v) for k, v in self.buffers.items()}
+        flat = be.copy(self.ens._flat, None if into is None else into[0])
+        return flat, {k: be.copy(v, None if into is None else into[1].get(k)) for k, v in self.buffers.items()}
 
     def restore_rows(self, snap: tuple[Any, dict[str, Any]], rows: np.ndarray) -> None:
         self.ens._flat = self.copy_rows(self.ens._flat, snap[0], rows)
@@ -189,7 +203,7 @@ class _Trainer:
 
 
 def fit_ensemble(
-    ens: FlatEnsemble,
+    ens: Any,
     X: Any,
     Y: Any,
     *,
@@ -238,6 +252,11 @@ def fit_ensemble(
             names=("X_val", "Y_val", "sample_weight_val"),
         )  # fmt: skip
     plan = BatchPlan(data.n, batch_size)
+    # gradient, scratch, optimizer slots with their epoch snapshot, the parameters' snapshot, the best rows
+    state = len(opts.buffer_names)
+    copies = 3 + 2 * state + (patience is not None)
+    acts = 2 * e * plan.batch_size * sum(sizes) * (2 if plan.last_size != plan.batch_size else 1)
+    check_memory(e, ens.layout.n_params, ens.dtype_name, copies, acts, ens._backend.is_gpu, "n_models")
     # Shuffle entropy: one shared (members see the same order) or one per member.
     if isinstance(seeds, list):
         entropies: list[int] = seeds
@@ -275,19 +294,20 @@ def _orders(shuffle: bool, entropies: list[int], per_member: bool, boot: np.ndar
     return np.stack(rows)
 
 
-def _run(ens: FlatEnsemble, data: Dataset, val: Dataset | None, loss: Loss, opts: MemberOptimizers, plan: BatchPlan,
+def _run(ens: Any, data: Dataset, val: Dataset | None, loss: Loss, opts: MemberOptimizers, plan: BatchPlan,
          epochs: int, shuffle: bool, entropies: list[int], per_member: bool, boot: np.ndarray | None,
          patience: int | None, min_delta: float, cbs: tuple[Any, ...], show: bool) -> list[History]:  # fmt: skip
     e = ens.n_models
     tr = _Trainer(ens, data, val, loss, opts, plan)
     histories = [History() for _ in range(e)]
-    yv, swv = _host_targets(val) if val is not None else (None, None)
+    yv, swv = host_targets(val) if val is not None else (None, None)
     best = np.full(e, math.inf)
     best_epoch = np.zeros(e, dtype=np.int64)
     wait = np.zeros(e, dtype=np.int64)
     best_flat = ens._backend.copy(ens._flat) if patience is not None else None
     diverged: dict[int, int] = {}
     stopped = np.zeros(e, dtype=bool)
+    snap: tuple[Any, dict[str, Any]] | None = None
     compiled = None if ens._backend.mutable else _compiled_runner(tr)
     bar = Progress(show, epochs, 0, plan.n_batches)
     mean_history = History()
@@ -295,7 +315,7 @@ def _run(ens: FlatEnsemble, data: Dataset, val: Dataset | None, loss: Loss, opts
         for epoch in range(epochs):
             t0 = time.perf_counter()
             was_active = tr.active.copy()
-            snap = tr.snapshot()
+            snap = tr.snapshot(snap)
             order = _orders(shuffle, entropies, per_member, boot, epoch, plan.n)
             bar.start_epoch(epoch)
             if compiled is not None:

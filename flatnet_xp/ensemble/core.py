@@ -17,6 +17,7 @@ from flatnet_xp._validation import check_dtype, check_finite, check_int, describ
 from flatnet_xp.activations import sigmoid
 from flatnet_xp.backends import get_backend, to_numpy
 from flatnet_xp.ensemble import _math as M
+from flatnet_xp.ensemble._fit import check_memory, fit_ensemble, host_targets
 from flatnet_xp.history import History
 from flatnet_xp.init import INITS, initialize
 from flatnet_xp.layout import Layout
@@ -106,6 +107,7 @@ class FlatEnsemble:
             raise ValueError(f"init: expected one of {list(INITS)}, got {init!r}")
         rngs = _member_rngs(seed, e)
         be = get_backend(backend, device)
+        check_memory(e, layout.n_params, dtype_name, 1, 0, be.is_gpu, "n_models")
         self._setup(be, layout, acts, dtype_name, e, device)
         dt = self._dtype
         if be.mutable:
@@ -312,8 +314,6 @@ class FlatEnsemble:
 
     def evaluate_members(self, X: Any, Y: Any, sample_weight: Any = None, loss: str = "mse") -> np.ndarray:
         """Each member's mean loss on ``(X, Y)`` (sample-weighted), shape ``(E,)`` float64."""
-        from flatnet_xp.ensemble._fit import _host_targets
-
         loss_fn = get_loss(loss)
         M.check_loss(loss_fn)
         sizes = self._layout.sizes
@@ -321,7 +321,7 @@ class FlatEnsemble:
             data = Dataset(
                 self._backend, self.dtype_name, X, Y, sizes[0], sizes[-1], loss_fn, sample_weight=sample_weight
             )
-            y, sw = _host_targets(data)
+            y, sw = host_targets(data)
             z = self._forward_members(data)
         with np.errstate(over="ignore", invalid="ignore"):
             return np.asarray(M.member_loss(loss_fn, np, None, z, y, None, sw, grad=False)[0], dtype=np.float64)
@@ -358,8 +358,6 @@ class FlatEnsemble:
             did and frozen; the others go on (see :attr:`diverged_`). If every member diverges,
             :class:`~flatnet_xp.DivergenceError` is raised.
         """
-        from flatnet_xp.ensemble._fit import fit_ensemble
-
         with self._backend.precision(self.dtype_name):
             histories = fit_ensemble(self, X, Y, **kwargs)
         loss = kwargs.get("loss", "mse")
@@ -434,7 +432,7 @@ class FlatEnsemble:
         xp = self.xp
         with self._backend.precision(self.dtype_name):
             if p.shape[-1] == 1:
-                return xp.astype(p[:, 0] > 0.5, xp.int64)
+                return xp.astype(p[:, 0] > 0.5, self._backend.index_dtype(self.dtype_name))
             return xp.argmax(p, axis=1)
 
     # ----------------------------------------------------------------- files
