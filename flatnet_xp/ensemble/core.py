@@ -11,24 +11,20 @@ from typing import Any
 import numpy as np
 
 from flatnet_xp import functional as F
-from flatnet_xp import persistence
-from flatnet_xp._data import Dataset, check_features
-from flatnet_xp._validation import check_dtype, check_finite, check_int, describe
-from flatnet_xp.activations import sigmoid
+from flatnet_xp._data import Dataset
+from flatnet_xp._validation import check_dtype, check_int, describe
 from flatnet_xp.backends import get_backend, to_numpy
 from flatnet_xp.ensemble import _math as M
+from flatnet_xp.ensemble._files import read_ensemble, write_ensemble
 from flatnet_xp.ensemble._fit import check_memory, fit_ensemble, host_targets
+from flatnet_xp.ensemble._inference import Inference
 from flatnet_xp.history import History
 from flatnet_xp.init import INITS, initialize
 from flatnet_xp.layout import Layout
 from flatnet_xp.losses import get_loss
-from flatnet_xp.metrics import raise_overflow
 from flatnet_xp.network import FlatMLP, _check_activations
 
 __all__ = ["FlatEnsemble"]
-
-#: Floats of one inference chunk's activations ``(E, rows, width)``.
-_PREDICT_FLOATS = 1 << 22
 
 
 def _member_rngs(seed: Any, n_models: int) -> list[np.random.Generator]:
@@ -44,7 +40,7 @@ def _member_rngs(seed: Any, n_models: int) -> list[np.random.Generator]:
     return [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(n_models)]
 
 
-class FlatEnsemble:
+class FlatEnsemble(Inference):
     """E multilayer perceptrons of one shape whose parameters are the rows of ONE ``(E, n_params)`` buffer.
 
     Every layer of every member is a zero-copy ``(E, L_out, L_in)`` view of that buffer; a training
@@ -365,85 +361,12 @@ class FlatEnsemble:
         self.history_ = histories
         return histories
 
-    # ----------------------------------------------------------------- inference
-    def _forward_members(self, data: Dataset, chunk_floats: int = _PREDICT_FLOATS, host: bool = True) -> Any:
-        """Every member's outputs ``(E, n, L_n)``: float64 NumPy (``host``) or a backend array."""
-        e, n, xp, be = self.n_models, int(data.X.shape[0]), self.xp, self._backend
-        step = max(1, chunk_floats // (e * max(self._layout.sizes)))
-        views = self._views()
-        parts = []
-        with be.precision(self.dtype_name):
-            for lo in range(0, n, step):
-                x = data.batch_x(slice(lo, min(lo + step, n)))
-                ws = M.Workspace(self._spec, e, int(x.shape[0]))
-                z = M.forward(self._spec, views, x, ws)
-                parts.append(np.asarray(to_numpy(z), dtype=np.float64) if host else be.copy(z))
-            if host:
-                return np.concatenate(parts, axis=1)
-            return parts[0] if len(parts) == 1 else xp.concat(parts, axis=1)
-
-    def forward_members(self, X: Any) -> Any:
-        """Raw outputs of every member, shape ``(E, n, L_n)`` (backend array)."""
-        X = check_features(X, self._layout.sizes[0])
-        check_finite("X", X, np.dtype(self.dtype_name))
-        data = Dataset.features_only(self._backend, self.dtype_name, X)
-        out = self._forward_members(data, host=False)
-        xp = self.xp
-        with self._backend.precision(self.dtype_name):
-            if not bool(xp.all(xp.isfinite(out))):
-                raise_overflow(self.dtype_name, "X")
-        return out
-
-    def predict(self, X: Any, *, members: bool = False, return_std: bool = False) -> Any:
-        """The members' mean output ``(n, L_n)`` (backend array).
-
-        Parameters
-        ----------
-        members : bool
-            Return every member's outputs ``(E, n, L_n)`` instead.
-        return_std : bool
-            Also return the members' standard deviation ``(n, L_n)`` (population, ``ddof=0``).
-        """
-        if not isinstance(members, bool) or not isinstance(return_std, bool):
-            raise TypeError(f"members, return_std: expected bools, got {describe(members)}, {describe(return_std)}")
-        if members and return_std:
-            raise ValueError("return_std: not with members=True (which returns every member's outputs)")
-        z = self.forward_members(X)
-        if members:
-            return z
-        xp = self.xp
-        with self._backend.precision(self.dtype_name):
-            mean = xp.mean(z, axis=0)
-            if return_std:
-                return mean, xp.std(z, axis=0)
-        return mean
-
-    def predict_proba(self, X: Any) -> Any:
-        """The mean over members of their probabilities (softmax, or sigmoid for one output), ``(n, L_n)``."""
-        z = self.forward_members(X)
-        xp = self.xp
-        with self._backend.precision(self.dtype_name):
-            p = sigmoid(xp, z) if z.shape[-1] == 1 else softmax_last(xp, z)
-            return xp.mean(p, axis=0)
-
-    def predict_class(self, X: Any) -> Any:
-        """Class of the mean probabilities: argmax, or ``p > 0.5`` for one output; shape ``(n,)``."""
-        p = self.predict_proba(X)
-        xp = self.xp
-        with self._backend.precision(self.dtype_name):
-            if p.shape[-1] == 1:
-                return xp.astype(p[:, 0] > 0.5, self._backend.index_dtype(self.dtype_name))
-            return xp.argmax(p, axis=1)
-
     # ----------------------------------------------------------------- files
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the whole ensemble to ONE safetensors file, atomically (``w`` ``(E, w_len)``, ``b`` ``(E, b_len)``)."""
-        host = np.asarray(to_numpy(self._flat)).astype(self.dtype_name)
-        meta = persistence.model_meta("ensemble", self._layout.sizes, self._activations, self.dtype_name,
-                                      self._loss_name, None)  # fmt: skip
-        meta["n_models"] = self.n_models
-        w_len = self._layout.w_len
-        persistence.write_file(path, {"w": host[:, :w_len], "b": host[:, w_len:]}, meta, "path")
+        """Write the whole ensemble to ONE safetensors file, atomically (``w`` ``(E, w_len)``, ``b``
+        ``(E, b_len)``, with model files' metadata, checksum and validation)."""
+        write_ensemble(path, np.asarray(to_numpy(self._flat)), self._layout, self._activations, self.dtype_name,
+                       self._loss_name)  # fmt: skip
 
     @classmethod
     def load(
@@ -451,20 +374,18 @@ class FlatEnsemble:
     ) -> FlatEnsemble:
         """Read an ensemble file onto ``backend`` (and ``dtype``, default the file's).
 
-        Raises :class:`flatnet_xp.ModelFileError` for anything but an intact ensemble file.
+        Raises :class:`flatnet_xp.ModelFileError` for anything but an intact ensemble file (a single
+        network's model file included).
         """
-        meta, tensors = persistence.read_file(path, kinds=("ensemble",))
-        e = int(meta["n_models"])
-        for name in ("w", "b"):
-            if not np.all(np.isfinite(tensors[name])):  # pragma: no cover - read_file checks it
-                raise persistence.ModelFileError(f"{path}: tensor {name!r} holds NaN or infinity")
+        meta, flat = read_ensemble(path)
         dtype_name = check_dtype(dtype) if dtype is not None else meta["dtype"]
-        be = get_backend(backend, device)
-        self = cls.__new__(cls)
-        self._setup(be, Layout(meta["layer_sizes"]), tuple(meta["activations"]), dtype_name, e, device)
-        flat = np.concatenate([tensors["w"], tensors["b"]], axis=1).astype(dtype_name)
+        with np.errstate(over="ignore"):
+            flat = flat.astype(dtype_name)
         if not np.all(np.isfinite(flat)):
             raise ValueError(f"dtype: the file's values overflow {dtype_name}")
+        be = get_backend(backend, device)
+        self = cls.__new__(cls)
+        self._setup(be, Layout(meta["layer_sizes"]), tuple(meta["activations"]), dtype_name, flat.shape[0], device)
         self._flat = be.asarray(flat, dtype=self._dtype)
         loss = meta.get("loss")
         self._loss_name = loss if isinstance(loss, str) else None
@@ -475,9 +396,3 @@ class FlatEnsemble:
             f"FlatEnsemble({list(self._layout.sizes)}, n_models={self.n_models}, "
             f"activations={list(self._activations)}, backend={self.backend!r}, dtype={self.dtype_name!r})"
         )
-
-
-def softmax_last(xp: Any, z: Any) -> Any:
-    """Softmax over the last axis (max-shifted)."""
-    e = xp.exp(z - xp.max(z, axis=-1, keepdims=True))
-    return e / xp.sum(e, axis=-1, keepdims=True)
