@@ -181,6 +181,18 @@ def test_a_second_fit_continues_the_optimizer_state_as_alone() -> None:
         assert_close(_row(ens, i), net.params, rtol=0, atol=1e-12)
 
 
+def test_a_new_optimizer_starts_afresh_as_alone() -> None:
+    X, Y = _data()
+    ens = _ensemble()
+    for _ in range(2):
+        ens.fit(X, Y, epochs=1, batch_size=8, optimizer=fx.Adam(lr=0.01), seed=1)
+    for s in SEEDS:
+        net = _solo(seed=s)
+        for _ in range(2):
+            net.fit(X, Y, epochs=1, batch_size=8, optimizer=fx.Adam(lr=0.01), seed=1)
+        assert_close(_row(ens, SEEDS.index(s)), net.params, rtol=0, atol=1e-12)
+
+
 def test_bootstrap_trains_each_member_on_its_own_resample() -> None:
     X, Y = _data()
     seeds = [1, 2, 3]

@@ -10,6 +10,7 @@ arithmetic of a single network's update, bit for bit). A member whose momentum o
 from __future__ import annotations
 
 import copy
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -96,9 +97,10 @@ class MemberOptimizers:
         merged.buffer_names = buffer_names
         return cls(members, merged, buffer_names)
 
-    def key(self) -> tuple[int, ...]:
-        """Identity of the members' optimizers: the state is kept between fits with the same ones."""
-        return tuple(id(o) for o in self.members)
+    def key(self) -> tuple[weakref.ref[Optimizer], ...]:
+        """Identity of the members' optimizers: the state is kept between fits with the same ones
+        (weak references: equal while the same objects are alive, never equal to new ones)."""
+        return tuple(weakref.ref(o) for o in self.members)
 
     def constant_lr(self) -> Any:
         """The learning rate (a number, or an ``(E, 1)`` host column) when every schedule is constant, else None."""
