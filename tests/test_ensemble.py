@@ -439,3 +439,17 @@ def test_the_ensemble_benchmark_reports_every_way_and_the_ratios(monkeypatch) ->
     row = ensembles.run_ensemble_benchmarks(repeats=1, skip=("jax", "torch"))["tiny"]
     assert set(row) == {"ensemble", "loop", "loop / ensemble"}
     assert row["loop / ensemble"] == pytest.approx(row["loop"] / row["ensemble"])
+
+
+@pytest.mark.parametrize("loss", ["mse", "cross_entropy", "bce", "poisson"])
+def test_validation_metrics_per_member_equal_the_network_alone(loss: str) -> None:
+    rng = np.random.default_rng(0)
+    X, Y = rng.random((40, 3)), rng.random((40, 2))
+    targets = {"mse": Y, "cross_entropy": (X[:, 0] > 0.5).astype(int), "bce": (Y > 0.5) * 1.0, "poisson": Y}[loss]
+    val = (X, targets, rng.uniform(0.5, 2.0, 40))
+    hist = _ensemble(seeds=[0, 1]).fit(X, targets, epochs=2, loss=loss, validation_data=val, seed=3)
+    for i in range(2):
+        alone = _solo(seed=i).fit(X, targets, epochs=2, loss=loss, validation_data=val, seed=3)
+        assert_close(hist[i].val_loss, alone.val_loss, rtol=1e-10)
+        assert_close(hist[i].val_score, alone.val_score, rtol=1e-10)
+        assert hist[i].val_accuracy == alone.val_accuracy

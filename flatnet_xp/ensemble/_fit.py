@@ -193,6 +193,8 @@ def _run(ens: Any, data: Dataset, val: Dataset | None, loss: Loss, opts: MemberO
                         rows = order[:, lo : lo + plan.batch_size]
                     x, y, sw = tr.batch(rows)
                     dev[step, :] = tr.xp.astype(tr.step(x, y, sw), tr.xp.float64)
+                    if bar.enabled and step % bar.stride == 0:
+                        bar.batches(step + 1, None)
                 losses[:] = np.asarray(to_numpy(dev), dtype=np.float64)
             finite = np.isfinite(losses).all(axis=0) & tr.finite_rows()
             bad = was_active & ~finite
