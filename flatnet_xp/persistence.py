@@ -184,8 +184,14 @@ def _parse_meta(
         raise _bad(path, f"format version {meta.get('format_version')!r}, this library reads {FORMAT_VERSION}")
     if meta.get("kind") not in kinds:
         raise _bad(path, f"kind {meta.get('kind')!r}, expected one of {list(kinds)}")
-    if meta["kind"] == "ensemble" and not (_is_int(meta.get("n_models"), 1) and meta["n_models"] <= 1 << 24):
+    if meta["kind"].startswith("ensemble") and not (_is_int(meta.get("n_models"), 1) and meta["n_models"] <= 1 << 24):
         raise _bad(path, f"n_models {meta.get('n_models')!r}")
+    if meta["kind"] == "ensemble_checkpoint":
+        names = meta.get("optimizer_buffers")
+        if not isinstance(names, list) or not all(isinstance(n, str) and n.isidentifier() for n in names):
+            raise _bad(path, f"optimizer buffers {names!r}")
+        if not isinstance(meta.get("has_best"), bool):
+            raise _bad(path, f"has_best {meta.get('has_best')!r}")
     try:
         sizes = check_layer_sizes(meta.get("layer_sizes"))
     except (TypeError, ValueError) as exc:
@@ -271,8 +277,13 @@ def _parse_checkpoint_meta(path: Any, meta: dict[str, Any]) -> None:
 def _expected_shapes(meta: dict[str, Any]) -> dict[str, tuple[int, ...]]:
     lay = Layout(meta["layer_sizes"])
     shapes: dict[str, tuple[int, ...]] = {"w": (lay.w_len,), "b": (lay.b_len,)}
-    if meta["kind"] == "ensemble":  # one row per member
-        shapes = {"w": (meta["n_models"], lay.w_len), "b": (meta["n_models"], lay.b_len)}
+    if meta["kind"].startswith("ensemble"):  # one row per member
+        e = meta["n_models"]
+        shapes = {"w": (e, lay.w_len), "b": (e, lay.b_len)}
+        if meta["kind"] == "ensemble_checkpoint":
+            shapes.update({f"opt.{name}": (e, lay.n_params) for name in meta["optimizer_buffers"]})
+            if meta["has_best"]:
+                shapes["best.params"] = (e, lay.n_params)
     if meta["kind"] == "checkpoint":
         for name in meta["optimizer"]["buffers"]:
             shapes[f"opt.{name}"] = (lay.n_params,)

@@ -453,3 +453,65 @@ def test_validation_metrics_per_member_equal_the_network_alone(loss: str) -> Non
         assert_close(hist[i].val_loss, alone.val_loss, rtol=1e-10)
         assert_close(hist[i].val_score, alone.val_score, rtol=1e-10)
         assert hist[i].val_accuracy == alone.val_accuracy
+
+
+# ------------------------------------------------------------------ checkpoints
+def _resumable_fit(ens: fx.FlatEnsemble, epochs: int, **kw):
+    X, Y = _data(60)
+    Xv, Yv = _data(20, seed=5)
+    opts = [fx.Adam(lr=lr) for lr in (0.01, 0.05, 0.3)]
+    return ens.fit(X, Y, epochs=epochs, optimizer=opts, batch_size=8, seed=[1, 2, 3], validation_data=(Xv, Yv),
+                   patience=3, **kw)  # fmt: skip
+
+
+@pytest.mark.parametrize("backend", ["numpy", "jax"])
+def test_resuming_a_checkpoint_continues_the_run_exactly(tmp_path, backend: str) -> None:
+    if backend == "jax":
+        pytest.importorskip("jax")
+    path = tmp_path / "run.safetensors"
+    straight = _ensemble(backend)
+    hist = _resumable_fit(straight, 12)
+    _resumable_fit(_ensemble(backend), 5, checkpoint=path)
+    resumed = _ensemble(backend, seeds=[7, 7, 7])  # its own weights are replaced by the checkpoint's
+    again = _resumable_fit(resumed, 12, resume=path)
+    np.testing.assert_array_equal(np.asarray(to_numpy(resumed.params)), np.asarray(to_numpy(straight.params)))
+    assert [h.loss for h in again] == [h.loss for h in hist]
+    assert [h.best_epoch for h in again] == [h.best_epoch for h in hist]
+
+
+def test_resuming_a_finished_run_gives_back_what_its_fit_returned(tmp_path) -> None:
+    path = tmp_path / "run.safetensors"
+    done = _ensemble()
+    hist = _resumable_fit(done, 6, checkpoint=path)
+    back = _ensemble(seeds=[7, 7, 7])
+    again = _resumable_fit(back, 6, resume=path)
+    np.testing.assert_array_equal(back.params, done.params)
+    assert [h.to_dict() for h in again] == [h.to_dict() for h in hist]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"batch_size": 4}, r"these settings differ: \['batch_size'\]"),
+        ({"seed": [4, 5, 6]}, "seed: differs from the checkpoint"),
+    ],
+)
+def test_a_checkpoint_of_another_run_is_refused_naming_what_differs(tmp_path, change, message) -> None:
+    path = tmp_path / "run.safetensors"
+    _resumable_fit(_ensemble(), 2, checkpoint=path)
+    X, Y = _data(60)
+    Xv, Yv = _data(20, seed=5)
+    kw = {"batch_size": 8, "seed": [1, 2, 3], "validation_data": (Xv, Yv), "patience": 3} | change
+    opts = [fx.Adam(lr=lr) for lr in (0.01, 0.05, 0.3)]
+    with pytest.raises(ValueError, match=message):
+        _ensemble().fit(X, Y, epochs=4, optimizer=opts, resume=path, **kw)
+
+
+def test_a_model_file_is_not_a_checkpoint_and_a_checkpoint_not_a_model(tmp_path) -> None:
+    ckpt, model = tmp_path / "c.safetensors", tmp_path / "m.safetensors"
+    _resumable_fit(_ensemble(), 1, checkpoint=ckpt)
+    _ensemble().save(model)
+    with pytest.raises(fx.ModelFileError, match="kind 'ensemble'"):
+        _resumable_fit(_ensemble(), 2, resume=model)
+    with pytest.raises(fx.ModelFileError, match="kind 'ensemble_checkpoint'"):
+        fx.FlatEnsemble.load(ckpt)

@@ -15,13 +15,16 @@ patience runs out. A frozen member's learning rate is 0, so its parameters stay 
 from __future__ import annotations
 
 import math
+import os
 import time
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from flatnet_xp._atomic import check_output_path
 from flatnet_xp._data import Dataset
 from flatnet_xp._memory import SMALL_FIT_BYTES, available_memory
 from flatnet_xp._random import epoch_order, fresh_entropy
@@ -29,6 +32,7 @@ from flatnet_xp._validation import check_int, check_real, describe
 from flatnet_xp.backends import to_numpy
 from flatnet_xp.engines.plan import BatchPlan
 from flatnet_xp.ensemble import _math as M
+from flatnet_xp.ensemble._checkpoint import RunState, read_checkpoint, restore, write_checkpoint
 from flatnet_xp.ensemble._compiled import CompiledEnsembleEpochs
 from flatnet_xp.ensemble._optim import MemberOptimizers
 from flatnet_xp.ensemble._steps import Trainer, host_targets
@@ -83,6 +87,9 @@ def fit_ensemble(
     callbacks: Any = None,
     progress: bool | None = None,
     bootstrap: bool = False,
+    checkpoint: str | os.PathLike[str] | None = None,
+    checkpoint_every: int = 1,
+    resume: str | os.PathLike[str] | None = None,
 ) -> list[History]:
     """Train every member (see :meth:`flatnet_xp.FlatEnsemble.fit`); returns one History per member."""
     e = ens.n_models
@@ -120,24 +127,50 @@ def fit_ensemble(
     copies = 3 + 2 * state + (patience is not None)
     acts = 2 * e * plan.batch_size * sum(sizes) * (2 if plan.last_size != plan.batch_size else 1)
     check_memory(e, ens.layout.n_params, ens.dtype_name, copies, acts, ens._backend.is_gpu, "n_models")
+    checkpoint_every = check_int("checkpoint_every", checkpoint_every, 1)
+    if checkpoint is not None:
+        check_output_path(checkpoint, "checkpoint")
+    if resume is not None and not isinstance(resume, str | os.PathLike):
+        raise TypeError(f"resume: expected a file path (str or os.PathLike), got {describe(resume)}")
+    settings = {
+        "loss": [loss_fn.name, loss_fn.scale],
+        "optimizer": [type(opts.members[0]).__name__, [_plain(o.hyperparameters()) for o in opts.members]],
+        "batch_size": batch_size, "shuffle": shuffle, "bootstrap": bootstrap, "patience": patience,
+        "min_delta": min_delta, "rows": data.n, "validation_rows": None if val is None else val.n,
+    }  # fmt: skip
     # Shuffle entropy: one shared (members see the same order) or one per member.
     if isinstance(seeds, list):
         entropies: list[int] = seeds
     else:
         shared = seeds if seeds is not None else (fresh_entropy() if shuffle or bootstrap else 0)
         entropies = [shared] * e
-    per_member = bootstrap or (shuffle and len(set(entropies)) > 1)
-    boot = None
-    if bootstrap:
-        boot = np.stack(
-            [
-                np.random.default_rng(np.random.SeedSequence(ent, spawn_key=(2**32 + i,))).integers(0, data.n, data.n)
-                for i, ent in enumerate(entropies)
-            ]
-        )
+    files = _Files(checkpoint, checkpoint_every, settings, None)
+    if resume is not None:
+        files.resumed = read_checkpoint(resume, ens, settings)
+        if seeds is not None and [int(x) for x in files.resumed[0]["entropies"]] != entropies:
+            raise ValueError("seed: differs from the checkpoint's shuffle seeds (pass the same, or none, to resume)")
     with ens._backend.precision(ens.dtype_name), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        return _run(ens, data, val, loss_fn, opts, plan, epochs, shuffle, entropies, per_member, boot, patience,
-                    min_delta, cbs, show)  # fmt: skip
+        return _run(ens, data, val, loss_fn, opts, plan, epochs, shuffle, entropies, bootstrap, patience,
+                    min_delta, cbs, show, files)  # fmt: skip
+
+
+@dataclass
+class _Files:
+    """Where the run writes its checkpoints and what it resumes from."""
+
+    path: str | os.PathLike[str] | None
+    every: int
+    settings: dict[str, Any]
+    resumed: tuple[dict[str, Any], dict[str, np.ndarray]] | None
+
+
+def _plain(value: Any) -> Any:
+    """JSON-comparable form of hyperparameters (tuples as lists)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    return value
 
 
 def _orders(shuffle: bool, entropies: list[int], per_member: bool, boot: np.ndarray | None, epoch: int,
@@ -158,24 +191,32 @@ def _orders(shuffle: bool, entropies: list[int], per_member: bool, boot: np.ndar
 
 
 def _run(ens: Any, data: Dataset, val: Dataset | None, loss: Loss, opts: MemberOptimizers, plan: BatchPlan,
-         epochs: int, shuffle: bool, entropies: list[int], per_member: bool, boot: np.ndarray | None,
-         patience: int | None, min_delta: float, cbs: tuple[Any, ...], show: bool) -> list[History]:  # fmt: skip
+         epochs: int, shuffle: bool, entropies: list[int], bootstrap: bool, patience: int | None, min_delta: float,
+         cbs: tuple[Any, ...], show: bool, files: _Files) -> list[History]:  # fmt: skip
     e = ens.n_models
     tr = Trainer(ens, data, val, loss, opts, plan)
-    histories = [History() for _ in range(e)]
+    st = RunState.fresh(e)
+    if patience is not None:
+        st.best_flat = ens._backend.copy(ens._flat)
+    if files.resumed is not None:
+        st, entropies = restore(*files.resumed, ens, tr)
+    per_member = bootstrap or (shuffle and len(set(entropies)) > 1)
+    boot = None
+    if bootstrap:
+        boot = np.stack(
+            [
+                np.random.default_rng(np.random.SeedSequence(ent, spawn_key=(2**32 + i,))).integers(0, data.n, data.n)
+                for i, ent in enumerate(entropies)
+            ]
+        )
+    histories = st.histories
     yv, swv = host_targets(val) if val is not None else (None, None)
-    best = np.full(e, math.inf)
-    best_epoch = np.zeros(e, dtype=np.int64)
-    wait = np.zeros(e, dtype=np.int64)
-    best_flat = ens._backend.copy(ens._flat) if patience is not None else None
-    diverged: dict[int, int] = {}
-    stopped = np.zeros(e, dtype=bool)
     snap: tuple[Any, dict[str, Any]] | None = None
-    compiled = None if ens._backend.mutable else _compiled_runner(tr)
-    bar = Progress(show, epochs, 0, plan.n_batches)
+    compiled = None if ens._backend.mutable or st.finished else _compiled_runner(tr)
+    bar = Progress(show, epochs, st.epoch, plan.n_batches)
     mean_history = History()
     try:
-        for epoch in range(epochs):
+        for epoch in range(st.epoch, epochs if not st.finished else st.epoch):
             t0 = time.perf_counter()
             was_active = tr.active.copy()
             snap = tr.snapshot(snap)
@@ -202,18 +243,18 @@ def _run(ens: Any, data: Dataset, val: Dataset | None, loss: Loss, opts: MemberO
                 tr.restore_rows(snap, bad)
                 tr.active &= ~bad
                 for m in np.flatnonzero(bad).tolist():
-                    diverged[m] = epoch + 1
+                    st.diverged[m] = epoch + 1
                 names = ", ".join(str(int(i)) for i in np.flatnonzero(bad))
                 warnings.warn(
                     f"member(s) {names} diverged (non-finite loss, gradient or update) at epoch {epoch + 1}: "
                     "their parameters and optimizer state were restored to the start of that epoch and they are "
                     "frozen; the other members go on (see diverged_)",
                     RuntimeWarning,
-                    stacklevel=4,
+                    stacklevel=5,
                 )
-                if not tr.active.any() and not stopped.any():
+                if not tr.active.any() and not st.stopped.any():
                     ens._opt_state = (opts.key(), tr.t, tr.buffers)
-                    ens.diverged_ = diverged
+                    ens.diverged_ = st.diverged
                     raise DivergenceError(
                         f"every member diverged by epoch {epoch + 1}; each was restored to the start of the epoch "
                         "in which it diverged: lower the learning rate or set clip_norm",
@@ -236,41 +277,54 @@ def _run(ens: Any, data: Dataset, val: Dataset | None, loss: Loss, opts: MemberO
                         h.val_accuracy.append(float(v_acc[m]))
                 h.epoch_time.append(time.perf_counter() - t0)
             if patience is not None:
-                assert best_flat is not None
-                improved = tr.active & (monitored < best - min_delta)
-                best = np.where(improved, monitored, best)
-                best_epoch = np.where(improved, epoch + 1, best_epoch)
-                wait = np.where(improved, 0, wait + 1)
-                if improved.any():
-                    best_flat = tr.copy_rows(best_flat, ens._flat, improved)
-                stop = tr.active & (wait >= patience)
-                if stop.any():
-                    ens._flat = tr.copy_rows(ens._flat, best_flat, stop & (best_epoch > 0))
-                    stopped |= stop
-                    tr.active &= ~stop
+                _early_stopping(ens, tr, st, monitored, epoch, patience, min_delta)
             active_losses = [histories[i].loss[-1] for i in np.flatnonzero(was_active)]
             mean_history.loss.append(float(np.mean(active_losses)) if active_losses else math.nan)
             bar.end_epoch(mean_history)
+            st.epoch = epoch + 1
             reason = not tr.active.any()
             for cb in cbs:
                 if cb(ens, histories) is True:
                     reason = True
+            st.finished = bool(reason)
+            if files.path is not None and (reason or st.epoch % files.every == 0) and st.epoch < epochs:
+                write_checkpoint(files.path, ens, tr, st, files.settings, entropies)
             if reason:
                 break
     finally:
         bar.close()
         ens._opt_state = (opts.key(), tr.t, tr.buffers)
+    if files.path is not None:  # the last checkpoint: the live state, from which this end is rebuilt on resume
+        write_checkpoint(files.path, ens, tr, st, files.settings, entropies)
     if patience is not None:
-        assert best_flat is not None
-        keep = (best_epoch > 0) & ~stopped & np.array([i not in diverged for i in range(e)])
+        assert st.best_flat is not None
+        keep = (st.best_epoch > 0) & ~st.stopped & np.array([i not in st.diverged for i in range(e)])
         if keep.any():
-            ens._flat = tr.copy_rows(ens._flat, best_flat, keep)
+            ens._flat = tr.copy_rows(ens._flat, st.best_flat, keep)
         for i in range(e):
-            histories[i].best_epoch = int(best_epoch[i]) if best_epoch[i] > 0 else None
+            histories[i].best_epoch = int(st.best_epoch[i]) if st.best_epoch[i] > 0 else None
     for i in range(e):
-        histories[i].stopped_early = bool(stopped[i]) or (histories[i].epochs < epochs and i not in diverged)
-    ens.diverged_ = diverged
+        done = histories[i].epochs < epochs and i not in st.diverged
+        histories[i].stopped_early = bool(st.stopped[i]) or done
+    ens.diverged_ = st.diverged
     return histories
+
+
+def _early_stopping(ens: Any, tr: Trainer, st: RunState, monitored: np.ndarray, epoch: int, patience: int,
+                    min_delta: float) -> None:  # fmt: skip
+    """Record each active member's monitored loss; a member out of patience gets its best row and is frozen."""
+    assert st.best_flat is not None
+    improved = tr.active & (monitored < st.best - min_delta)
+    st.best = np.where(improved, monitored, st.best)
+    st.best_epoch = np.where(improved, epoch + 1, st.best_epoch)
+    st.wait = np.where(improved, 0, st.wait + 1)
+    if improved.any():
+        st.best_flat = tr.copy_rows(st.best_flat, ens._flat, improved)
+    stop = tr.active & (st.wait >= patience)
+    if stop.any():
+        ens._flat = tr.copy_rows(ens._flat, st.best_flat, stop & (st.best_epoch > 0))
+        st.stopped |= stop
+        tr.active &= ~stop
 
 
 def _compiled_runner(tr: Trainer) -> Any:

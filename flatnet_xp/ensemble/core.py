@@ -346,6 +346,16 @@ class FlatEnsemble(Inference):
         bootstrap : bool, default False
             Member ``i`` trains on its own resample of the ``n`` rows drawn with replacement
             (bagging), from its shuffle seed (``SeedSequence(seed_i, spawn_key=(2**32 + i,))``).
+        checkpoint : path, optional
+            Write the run's whole state (live rows, optimizer slots, best rows, histories, early
+            stopping, frozen members, shuffle seeds) as ONE safetensors file, atomically, every
+            ``checkpoint_every`` epochs and at the end.
+        checkpoint_every : int, default 1
+        resume : path, optional
+            Continue the run of that checkpoint exactly (the members' numbers equal an
+            uninterrupted fit); a checkpoint of another ensemble or with other settings (batch size,
+            optimizers, loss, shuffle, bootstrap, early stopping, data rows) is refused, naming what
+            differs. Resuming a finished run gives back what its ``fit`` returned.
 
         Warns
         -----
