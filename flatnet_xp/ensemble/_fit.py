@@ -250,7 +250,7 @@ def _run(ens: Any, data: Dataset, val: Dataset | None, loss: Loss, opts: MemberO
                     "their parameters and optimizer state were restored to the start of that epoch and they are "
                     "frozen; the other members go on (see diverged_)",
                     RuntimeWarning,
-                    stacklevel=5,
+                    stacklevel=4,
                 )
                 if not tr.active.any() and not st.stopped.any():
                     ens._opt_state = (opts.key(), tr.t, tr.buffers)
