@@ -1,6 +1,7 @@
 """flatnet_xp: multilayer perceptrons on ONE flat parameter buffer, on any Array API backend."""
 
 from flatnet_xp.backends import BACKENDS, to_numpy
+from flatnet_xp.ensemble import FlatEnsemble
 from flatnet_xp.history import Callback, DivergenceError, History
 from flatnet_xp.layout import Layout
 from flatnet_xp.losses import LOSSES, Loss
@@ -23,6 +24,7 @@ __all__ = [
     "Constant",
     "Cosine",
     "DivergenceError",
+    "FlatEnsemble",
     "FlatMLP",
     "History",
     "InvScaling",

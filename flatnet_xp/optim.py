@@ -42,6 +42,12 @@ def as_params(target: Any) -> FlatParams:
     return params
 
 
+def _active(value: Any) -> bool:
+    """Whether a hyperparameter term applies: a nonzero number, or any array (an ensemble's
+    per-member ``(E, 1)`` column, whose zero entries leave their rows exactly unchanged)."""
+    return not isinstance(value, int | float) or value != 0
+
+
 def clip_factor(xp: Any, sq_norm: Any, clip_norm: float) -> Any:
     """The factor that rescales a gradient of squared norm ``sq_norm`` to norm at most ``clip_norm``
     (PyTorch's ``clip_grad_norm_`` with its 1e-6 guard); one formula for every engine."""
@@ -212,6 +218,8 @@ class Optimizer:
         ``g`` and ``s`` (state buffers by name; new arrays are stored back into ``s``) are the same
         slice, ``tmp`` scratch of that length (:data:`~flatnet_xp.backends.NO_OUT` on JAX), ``lr`` the
         learning rate and ``t`` the 1-based update count (Python numbers, or traced scalars on JAX).
+        The buffers may also be ``(E, n)`` stacks (an ensemble: the last axis is the parameters) with
+        ``lr`` and hyperparameters as ``(E, 1)`` columns.
         """
         raise NotImplementedError
 
@@ -221,9 +229,9 @@ class Optimizer:
 
     def _add_l2(self, ops: Any, lo: int, p: Any, g: Any, tmp: Any, weight_decay: float) -> Any:
         """``g_w += weight_decay * w`` on the weights only (coupled L2, as torch's weight_decay)."""
-        n = self._weights(lo, p.shape[0]) if weight_decay else 0
+        n = self._weights(lo, p.shape[-1]) if _active(weight_decay) else 0
         if n:
-            g = ops.slice_add(g, 0, n, ops.multiply(p[:n], weight_decay, tmp[:n]))
+            g = ops.slice_add(g, 0, n, ops.multiply(p[..., :n], weight_decay, tmp[..., :n]))
         return g
 
     def __repr__(self) -> str:
@@ -270,7 +278,7 @@ class SGD(Optimizer):
 
     def update(self, ops: Any, lo: int, p: Any, g: Any, s: dict[str, Any], tmp: Any, lr: Any, t: Any) -> Any:
         g = self._add_l2(ops, lo, p, g, tmp, self.weight_decay)
-        if self.momentum:
+        if _active(self.momentum):
             mu = self.momentum
             buf = s["momentum_buffer"] = ops.iadd(ops.imul(s["momentum_buffer"], mu), g)
             g = ops.iadd(ops.multiply(buf, mu, tmp), g) if self.nesterov else buf
@@ -348,7 +356,7 @@ class AdamW(Adam):
         super().__init__(lr, betas, eps, weight_decay, clip_norm)
 
     def update(self, ops: Any, lo: int, p: Any, g: Any, s: dict[str, Any], tmp: Any, lr: Any, t: Any) -> Any:
-        n = self._weights(lo, p.shape[0]) if self.weight_decay else 0
+        n = self._weights(lo, p.shape[-1]) if _active(self.weight_decay) else 0
         if n:
             p = ops.slice_mul(p, 0, n, 1.0 - lr * self.weight_decay)
         return self._adam(ops, p, g, s, tmp, lr, t)
@@ -407,7 +415,7 @@ class RMSprop(Optimizer):
         else:
             denom = ops.sqrt(v, tmp)
         step = ops.divide(g, ops.iadd(denom, self.eps), tmp)
-        if self.momentum:
+        if _active(self.momentum):
             buf = s["momentum_buffer"] = ops.iadd(ops.imul(s["momentum_buffer"], self.momentum), step)
             step = ops.multiply(buf, lr, tmp)
         else:

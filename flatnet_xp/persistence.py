@@ -165,7 +165,9 @@ def _parse_loss(path: Any, raw: Any) -> str | Loss | None:
     return raw["name"] if raw["scale"] == 1.0 else LOSSES[raw["name"]].scaled(raw["scale"])
 
 
-def _parse_meta(path: Any, header: dict[str, Any]) -> tuple[dict[str, Any], str]:
+def _parse_meta(
+    path: Any, header: dict[str, Any], kinds: tuple[str, ...] = ("model", "checkpoint")
+) -> tuple[dict[str, Any], str]:
     """The validated metadata (some fields turned into objects) and its canonical JSON."""
     raw = header.get("__metadata__")
     if not isinstance(raw, dict) or not isinstance(raw.get("flatnet_xp"), str):
@@ -180,8 +182,16 @@ def _parse_meta(path: Any, header: dict[str, Any]) -> tuple[dict[str, Any], str]
     canonical = _canonical_meta(meta)
     if meta.get("format_version") != FORMAT_VERSION:
         raise _bad(path, f"format version {meta.get('format_version')!r}, this library reads {FORMAT_VERSION}")
-    if meta.get("kind") not in ("model", "checkpoint"):
-        raise _bad(path, f"unknown kind {meta.get('kind')!r}")
+    if meta.get("kind") not in kinds:
+        raise _bad(path, f"kind {meta.get('kind')!r}, expected one of {list(kinds)}")
+    if meta["kind"].startswith("ensemble") and not (_is_int(meta.get("n_models"), 1) and meta["n_models"] <= 1 << 24):
+        raise _bad(path, f"n_models {meta.get('n_models')!r}")
+    if meta["kind"] == "ensemble_checkpoint":
+        names = meta.get("optimizer_buffers")
+        if not isinstance(names, list) or not all(isinstance(n, str) and n.isidentifier() for n in names):
+            raise _bad(path, f"optimizer buffers {names!r}")
+        if not isinstance(meta.get("has_best"), bool):
+            raise _bad(path, f"has_best {meta.get('has_best')!r}")
     try:
         sizes = check_layer_sizes(meta.get("layer_sizes"))
     except (TypeError, ValueError) as exc:
@@ -267,6 +277,13 @@ def _parse_checkpoint_meta(path: Any, meta: dict[str, Any]) -> None:
 def _expected_shapes(meta: dict[str, Any]) -> dict[str, tuple[int, ...]]:
     lay = Layout(meta["layer_sizes"])
     shapes: dict[str, tuple[int, ...]] = {"w": (lay.w_len,), "b": (lay.b_len,)}
+    if meta["kind"].startswith("ensemble"):  # one row per member
+        e = meta["n_models"]
+        shapes = {"w": (e, lay.w_len), "b": (e, lay.b_len)}
+        if meta["kind"] == "ensemble_checkpoint":
+            shapes.update({f"opt.{name}": (e, lay.n_params) for name in meta["optimizer_buffers"]})
+            if meta["has_best"]:
+                shapes["best.params"] = (e, lay.n_params)
     if meta["kind"] == "checkpoint":
         for name in meta["optimizer"]["buffers"]:
             shapes[f"opt.{name}"] = (lay.n_params,)
@@ -329,8 +346,10 @@ def _open_regular(path: Path) -> Any:
         raise
 
 
-def read_file(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Read and fully validate a flatnet_xp file: ``(metadata, tensors)`` (NumPy arrays).
+def read_file(
+    path: str | os.PathLike[str], kinds: tuple[str, ...] = ("model", "checkpoint")
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Read and fully validate a flatnet_xp file of one of ``kinds``: ``(metadata, tensors)`` (NumPy arrays).
 
     Raises
     ------
@@ -360,7 +379,7 @@ def read_file(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, n
             raise _bad(p, f"header is not JSON ({type(exc).__name__})") from None
         if not isinstance(header, dict):
             raise _bad(p, "header is not a JSON object")
-        meta, canonical = _parse_meta(p, header)
+        meta, canonical = _parse_meta(p, header, kinds)
         _check_tensors(p, header, meta, size - 8 - n)
         fh.seek(0)
         blob = fh.read()

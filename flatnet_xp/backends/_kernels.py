@@ -46,7 +46,8 @@ class Ops:
     Binary kernels are ``f(a, b, out) -> result`` (``b`` an array or a Python scalar), unary ones
     ``f(a, out) -> result``. ``iadd/isub/imul(a, b)`` update ``a`` itself (return it) on mutable
     backends and return ``a op b`` on JAX; ``slice_add/slice_mul(a, lo, hi, v)`` do the same for
-    ``a[lo:hi]``. ``total(a)`` is the sum of all elements as a 0-d array. ``mutable`` tells whether
+    ``a[..., lo:hi]`` (the last axis: a flat buffer, or the rows of an ensemble's
+    ``(E, n)`` buffer). ``total(a)`` is the sum of all elements as a 0-d array. ``mutable`` tells whether
     arrays can be written in place (views, preallocated buffers) or every result is new. ``join(parts)``
     is the flat concatenation of the parts (None: ``concat`` of their reshapes).
     """
@@ -94,11 +95,11 @@ def portable_ops(xp: Any) -> Ops:
         return out
 
     def slice_add(a: Any, lo: int, hi: int, v: Any) -> Any:
-        a[lo:hi] += v
+        a[..., lo:hi] += v
         return a
 
     def slice_mul(a: Any, lo: int, hi: int, v: Any) -> Any:
-        a[lo:hi] *= v
+        a[..., lo:hi] *= v
         return a
 
     def iadd(a: Any, b: Any) -> Any:

@@ -63,8 +63,8 @@ def _ops(xp: Any) -> Ops:
         iadd=lambda a, b: a + b,
         isub=lambda a, b: a - b,
         imul=lambda a, b: a * b,
-        slice_add=lambda a, lo, hi, v: a.at[lo:hi].add(v),
-        slice_mul=lambda a, lo, hi, v: a.at[lo:hi].multiply(v),
+        slice_add=lambda a, lo, hi, v: a.at[..., lo:hi].add(v),
+        slice_mul=lambda a, lo, hi, v: a.at[..., lo:hi].multiply(v),
         mutable=False,
         join=join,
     )

@@ -41,11 +41,11 @@ def ufunc_ops(np_like: Any) -> Ops:
         return out
 
     def slice_add(a: Any, lo: int, hi: int, v: Any) -> Any:
-        add(a[lo:hi], v, out=a[lo:hi])
+        add(a[..., lo:hi], v, out=a[..., lo:hi])
         return a
 
     def slice_mul(a: Any, lo: int, hi: int, v: Any) -> Any:
-        multiply(a[lo:hi], v, out=a[lo:hi])
+        multiply(a[..., lo:hi], v, out=a[..., lo:hi])
         return a
 
     return Ops(

@@ -43,11 +43,11 @@ def _ops(torch: Any) -> Ops:
         return a.clone() if out is None else out.copy_(a)
 
     def slice_add(a: Any, lo: int, hi: int, v: Any) -> Any:
-        a[lo:hi].add_(v)
+        a[..., lo:hi].add_(v)
         return a
 
     def slice_mul(a: Any, lo: int, hi: int, v: Any) -> Any:
-        a[lo:hi].mul_(v)
+        a[..., lo:hi].mul_(v)
         return a
 
     return Ops(

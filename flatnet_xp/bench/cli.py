@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -30,6 +31,11 @@ def add_bench_parser(sub: Any) -> None:
     p.add_argument("--threads", type=int, default=None, help="threads for every implementation (default: all cores)")
     p.add_argument("--no-scaling", action="store_true", help="skip the width/batch scaling sweep")
     p.add_argument("--out", default=None, help="write results.json, environment.json and PNG plots here")
+    p.add_argument(
+        "--ensembles",
+        action="store_true",
+        help="also time FlatEnsemble against a loop of FlatMLP.fit, jax.vmap + lax.scan and torch.func",
+    )
     p.add_argument(
         "--no-progress", action="store_true", help="no progress bar (one is shown only when stderr is a terminal)"
     )
@@ -80,9 +86,19 @@ def run_bench(args: argparse.Namespace) -> int:
             f"\nflatnet_xp on cupy overtakes numpy from width {cross['width']} ([w, w, w, w], batch 128) "
             f"and from batch {cross['batch']} ([784, 256, 256, 10]); None: not within the sweep"
         )
+    ensembles = None
+    if args.ensembles:
+        from flatnet_xp.bench.ensembles import format_row, run_ensemble_benchmarks
+
+        ensembles = run_ensemble_benchmarks(args.repeats or (1 if args.quick else 3), quick=args.quick)
+        print("\nensembles (median seconds per epoch; ratios in the same run):")
+        for name, row in ensembles.items():
+            print("  " + format_row(name, row))
     if args.out:
         out = Path(args.out)
         write_results(records, env, scale, out)
+        if ensembles is not None:
+            (out / "ensembles.json").write_text(json.dumps(ensembles, indent=1))
         try:
             written = plot_results(records, scale, out)
         except ImportError:
