@@ -18,6 +18,7 @@ from flatnet_xp.ensemble import _math as M
 from flatnet_xp.ensemble._files import read_ensemble, write_ensemble
 from flatnet_xp.ensemble._fit import check_memory, fit_ensemble, host_targets
 from flatnet_xp.ensemble._inference import Inference
+from flatnet_xp.export import write_ensemble_onnx
 from flatnet_xp.history import History
 from flatnet_xp.init import INITS, initialize
 from flatnet_xp.layout import Layout
@@ -377,6 +378,30 @@ class FlatEnsemble(Inference):
         ``(E, b_len)``, with model files' metadata, checksum and validation)."""
         write_ensemble(path, np.asarray(to_numpy(self._flat)), self._layout, self._activations, self.dtype_name,
                        self._loss_name)  # fmt: skip
+
+    def to_onnx(
+        self, path: str | os.PathLike[str], *, dtype: Any = None, opset: int | None = None, members: bool = False
+    ) -> None:
+        """Write the ensemble as ONE ONNX model, atomically (``pip install 'flatnet_xp[onnx]'``).
+
+        Input ``X`` (batch, L_1); outputs ``output`` (the members' mean, :meth:`predict`), ``std``
+        (their spread, ``predict(X, return_std=True)``), for classification losses
+        ``probabilities`` and ``label`` (:meth:`predict_proba`, :meth:`predict_class`), and with
+        ``members`` every member's outputs ``(E, batch, L_n)``. ``dtype`` defaults to the
+        ensemble's. See :mod:`flatnet_xp.export._ensemble`.
+
+        Raises
+        ------
+        ValueError, TypeError
+            A bad path, dtype, opset or ``members``; float64 parameters beyond float32's range
+            with ``dtype="float32"``. Nothing is written then.
+        """
+        flat = np.asarray(to_numpy(self._flat))
+        if not np.all(np.isfinite(flat)):
+            raise ValueError("to_onnx: the ensemble's parameters are not all finite")
+        write_ensemble_onnx(path, self._layout, self._activations, flat, members=members,
+                            dtype=self.dtype_name if dtype is None else dtype, opset=opset,
+                            loss=self._loss_name)  # fmt: skip
 
     @classmethod
     def load(

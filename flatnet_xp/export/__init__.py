@@ -13,7 +13,15 @@ from flatnet_xp.export._builder import GraphBuilder, OnnxGraph
 from flatnet_xp.export._graph import ACTIVATION_NODES, HEADS, add_head, add_layers
 from flatnet_xp.export._model import OUTPUT_NAMES, host_layers
 from flatnet_xp.export._preprocessing import INPUT_STEPS, OUTPUT_STEPS, Step, steps_of
-from flatnet_xp.export._write import DEFAULT_OPSET, MIN_OPSET, check_opset, onnx_model, require_onnx, write_onnx
+from flatnet_xp.export._write import (
+    DEFAULT_OPSET,
+    MIN_OPSET,
+    check_opset,
+    onnx_model,
+    require_onnx,
+    write_ensemble_onnx,
+    write_onnx,
+)
 
 __all__ = [
     "ACTIVATION_NODES",
@@ -33,5 +41,6 @@ __all__ = [
     "onnx_model",
     "require_onnx",
     "steps_of",
+    "write_ensemble_onnx",
     "write_onnx",
 ]

@@ -16,7 +16,15 @@ from flatnet_xp.export._model import build_model
 from flatnet_xp.layout import Layout
 from flatnet_xp.losses import Loss
 
-__all__ = ["DEFAULT_OPSET", "MIN_OPSET", "check_opset", "onnx_model", "require_onnx", "write_onnx"]
+__all__ = [
+    "DEFAULT_OPSET",
+    "MIN_OPSET",
+    "check_opset",
+    "onnx_model",
+    "require_onnx",
+    "write_ensemble_onnx",
+    "write_onnx",
+]
 
 #: Opset written by default: supported by onnxruntime >= 1.14 and every converter we know of.
 DEFAULT_OPSET = 17
@@ -97,4 +105,34 @@ def write_onnx(path: str | os.PathLike[str], layout: Layout, activations: Sequen
     """
     check_output_path(path, "path")
     model = onnx_model(layout, activations, params, **kwargs)
+    atomic_write_bytes(path, model.SerializeToString(), "path")
+
+
+def write_ensemble_onnx(
+    path: str | os.PathLike[str],
+    layout: Layout,
+    activations: Sequence[str],
+    params: np.ndarray,
+    *,
+    dtype: Any,
+    opset: Any = None,
+    loss: str | Loss | None = None,
+    members: Any = False,
+) -> None:
+    """Write an ensemble's model (:mod:`flatnet_xp.export._ensemble`) to ``path`` atomically.
+
+    Raises
+    ------
+    ValueError, TypeError
+        A bad path, dtype, opset or ``members`` (not a bool); parameters that overflow ``dtype``.
+        Nothing is written then.
+    """
+    from flatnet_xp.export._ensemble import ensemble_model
+
+    if not isinstance(members, bool):
+        raise TypeError(f"members: expected a bool, got {type(members).__name__}")
+    check_output_path(path, "path")
+    require_onnx()
+    model = ensemble_model(layout, activations, params, dtype=check_dtype(dtype, "dtype"), opset=check_opset(opset),
+                           loss=_loss_name(loss), members=members)  # fmt: skip
     atomic_write_bytes(path, model.SerializeToString(), "path")
