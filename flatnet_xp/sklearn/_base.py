@@ -111,6 +111,8 @@ class FlatMLPBase(BaseEstimator):
     best_loss_: float | None
     validation_scores_: list[float] | None
     best_validation_score_: float | None
+    loss_: float
+    _best_params: Any
     _no_improvement_count: int
 
     def __init__(

@@ -4,13 +4,16 @@ best weights, ``verbose`` lines.
 This is ``MLP._fit_stochastic``'s per-iteration bookkeeping and ``_update_no_improvement_count``
 (scikit-learn 1.9), written against one flat parameter buffer: the best parameters are ONE flat
 copy, and everything runs inside a single core ``fit`` call.
+
+The monitor knows the estimator only as a :class:`Record`: the attributes scikit-learn's loop reads
+and updates. Nothing here imports the estimators (arrows run one way: ``_base`` -> ``_monitor``).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -19,12 +22,10 @@ from flatnet_xp.params import Snapshot
 if TYPE_CHECKING:
     from flatnet_xp.history import History
     from flatnet_xp.network import FlatMLP
-    from flatnet_xp.sklearn._base import FlatMLPBase
 
-__all__ = ["SCHEDULES", "EpochMonitor", "EpochRate", "SampleOrders", "restore", "snapshot", "squared_weight_norm"]
+__all__ = ["EpochMonitor", "EpochRate", "Record", "SampleOrders", "restore", "snapshot", "squared_weight_norm",
+           "subset_accuracy"]  # fmt: skip
 
-#: ``learning_rate`` values (scikit-learn's ``SGDOptimizer`` ``lr_schedule``).
-SCHEDULES = ("constant", "invscaling", "adaptive")
 #: ``learning_rate="adaptive"`` stops once the rate is at most this.
 MIN_ADAPTIVE_RATE = 1e-6
 
@@ -116,14 +117,35 @@ def squared_weight_norm(net: FlatMLP) -> float:
         return float(net.xp.vecdot(w, w))
 
 
+class Record(Protocol):
+    """What the monitor reads and updates after each epoch: scikit-learn's fitted attributes.
+
+    The estimators are Records (attributes named as scikit-learn names them); the settings
+    ``verbose``, ``tol`` and ``n_iter_no_change`` are read, the rest updated.
+    """
+
+    verbose: Any
+    tol: Any
+    n_iter_no_change: Any
+    n_iter_: int
+    t_: int
+    loss_: float
+    loss_curve_: list[float]
+    best_loss_: float | None
+    validation_scores_: list[float] | None
+    best_validation_score_: float | None
+    _best_params: Any
+    _no_improvement_count: int
+
+
 @dataclass
 class EpochMonitor:
     """The per-epoch callback: scikit-learn's loss curve, validation scores, stopping and schedule.
 
     Attributes
     ----------
-    est : FlatMLPBase
-        Its attributes (``n_iter_``, ``t_``, ``loss_curve_``, ...) are updated after every epoch.
+    est : Record
+        The estimator: its attributes (``n_iter_``, ``t_``, ``loss_curve_``, ...) are updated after every epoch.
     rate : EpochRate
     n_train : int
         Training samples per epoch.
@@ -144,7 +166,7 @@ class EpochMonitor:
         Whether the stopping rule ended training.
     """
 
-    est: FlatMLPBase
+    est: Record
     rate: EpochRate
     n_train: int
     loss_factor: float
