@@ -435,7 +435,12 @@ def test_partial_fit_is_absent_for_lbfgs_and_refuses_early_stopping():
 
 
 def _state(est):
-    return {k: (np.array(v.params) if k == "net_" else v) for k, v in vars(est).items() if k != "_optimizer"}
+    """The fitted attributes (lists copied: the loss curve grows in place) and the weights."""
+    return {
+        k: np.array(v.params) if k == "net_" else list(v) if isinstance(v, list) else v
+        for k, v in vars(est).items()
+        if k != "_optimizer"
+    }
 
 
 def _assert_same_state(before, after):
@@ -477,6 +482,47 @@ def test_a_refit_that_fails_validation_leaves_the_estimator_unchanged(make_input
     with pytest.raises(ValueError, match=match):
         clf.fit(*make_input(X, y))
     _assert_same_state(before, _state(clf))
+
+
+def _fitted(est, X, y):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return est.fit(X, y)
+
+
+NEGATIVE_WEIGHT = "sample_weight: expected finite non-negative weights"
+OVERFLOW = r"holds 1e\+39, beyond the largest float32 value"
+
+
+@pytest.mark.parametrize(
+    ("kind", "params", "refit", "match"),
+    [
+        ("clf", {}, lambda e, X, y: e.fit(X, y, sample_weight=-np.ones(len(y))), NEGATIVE_WEIGHT),
+        ("clf", {"warm_start": True}, lambda e, X, y: e.fit(X, y, sample_weight=-np.ones(len(y))), NEGATIVE_WEIGHT),
+        ("clf", {}, lambda e, X, y: e.partial_fit(X, y, sample_weight=-np.ones(len(y))), NEGATIVE_WEIGHT),
+        ("reg", {}, lambda e, X, y: e.partial_fit(X, y, sample_weight=-np.ones(len(y))), NEGATIVE_WEIGHT),
+        ("clf", {"dtype": "float32"}, lambda e, X, y: e.fit(np.where(X > 7, 1e39, X), y), "X: " + OVERFLOW),
+        ("reg", {"dtype": "float32"}, lambda e, X, y: e.fit(X, np.where(y > 2, 1e39, y)), "y: " + OVERFLOW),
+        ("reg", {"dtype": "float32", "warm_start": True}, lambda e, X, y: e.fit(X, np.where(y > 2, 1e39, y)),
+         "y: " + OVERFLOW),
+        ("reg", {"dtype": "float32"}, lambda e, X, y: e.partial_fit(X, np.where(y > 2, 1e39, y)), "y: " + OVERFLOW),
+    ],
+    ids=["weight-fit", "weight-warm-start", "weight-partial-fit-clf", "weight-partial-fit-reg", "float32-X",
+         "float32-y", "float32-y-warm-start", "float32-y-partial-fit"],
+)  # fmt: skip
+def test_a_fitted_estimator_keeps_its_model_when_a_refit_fails_its_checks(kind, params, refit, match):
+    X, y = IRIS
+    if kind == "reg":
+        X, y = X[:, :3], X[:, 3]
+        est = FlatMLPRegressor(hidden_layer_sizes=8, max_iter=30, random_state=0, **params)
+    else:
+        est = FlatMLPClassifier(8, max_iter=30, random_state=0, **params)
+    _fitted(est, X, y)
+    before, score = _state(est), est.score(X, y)
+    with pytest.raises(ValueError, match=match):
+        refit(est, X, y)
+    _assert_same_state(before, _state(est))
+    assert est.score(X, y) == score and est.n_iter_ > 0 and len(est.loss_curve_) == est.n_iter_
 
 
 def test_validation_set_too_small_is_refused():

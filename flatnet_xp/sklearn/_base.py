@@ -1,8 +1,8 @@
 """The estimators' shared core: parameters, input validation, and ONE core ``fit`` call per fit.
 
 A fit runs in two phases. The first checks everything (parameters, data, labels, sample weights,
-the early-stopping split) and builds the new network; an error there leaves the estimator exactly
-as it was. The second commits and trains: stochastic solvers through one
+the early-stopping split, values the network's dtype cannot hold) and builds the new network; an
+error there leaves the estimator exactly as it was. The second commits and trains: stochastic solvers through one
 :meth:`flatnet_xp.FlatMLP.fit` call whose per-epoch callback (:class:`~._monitor.EpochMonitor`) is
 scikit-learn's end-of-iteration logic, L-BFGS through :class:`flatnet_xp.LBFGS`.
 """
@@ -25,7 +25,7 @@ from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from flatnet_xp._data import _gather
-from flatnet_xp._validation import check_dtype
+from flatnet_xp._validation import check_dtype, check_finite, check_sample_weight
 from flatnet_xp.activations import sigmoid
 from flatnet_xp.backends import to_numpy
 from flatnet_xp.history import DivergenceError
@@ -230,10 +230,16 @@ class FlatMLPBase(BaseEstimator):
         sw = None
         if sample_weight is not None:
             sw = np.asarray(to_numpy(_check_sample_weight(sample_weight, X)), dtype=np.float64)
+            check_sample_weight("sample_weight", sw, int(X.shape[0]))  # finite, >= 0, one positive
+        dtype_name = self._dtype_name(X) if first else self.net_.dtype_name
+        # The values must fit the network's dtype (1e39 does not fit float32): named here, before
+        # the network or any fitted attribute changes, not as "non-finite" once converted.
+        check_finite("X", X, np.dtype(dtype_name))
+        check_finite("y", targets.T, np.dtype(dtype_name))
         rs = random_state_of(self)
         sizes = (int(X.shape[1]), *hidden, targets.n_outputs)
         if first:
-            net = self._new_net(X, sizes, rs)
+            net = self._new_net(X, sizes, rs, dtype_name)
         else:
             net = self.net_
             if tuple(net.layout.sizes) != sizes:
@@ -265,17 +271,19 @@ class FlatMLPBase(BaseEstimator):
             batch = min(int(self.batch_size), n)
         return _Plan(first, net, orders, X, T, sw, val, batch, targets)
 
-    def _new_net(self, X: Any, sizes: tuple[int, ...], rs: np.random.RandomState) -> FlatMLP:
+    def _dtype_name(self, X: Any) -> str:
+        """The new network's dtype: ``dtype``, else float32 for float32 data and float64 otherwise."""
+        if self.dtype is not None:
+            return check_dtype(self.dtype)
+        try:
+            return check_dtype(X.dtype)
+        except TypeError:
+            return "float64"
+
+    def _new_net(self, X: Any, sizes: tuple[int, ...], rs: np.random.RandomState, dtype: str) -> FlatMLP:
         """scikit-learn's initial weights (the same for the same ``random_state``) on the chosen backend."""
         backend, device = auto_backend(X) if isinstance(self.backend, str) and self.backend == "auto" else (
             self.backend, None)  # fmt: skip
-        if self.dtype is not None:
-            dtype = self.dtype
-        else:
-            try:
-                dtype = check_dtype(X.dtype)
-            except TypeError:
-                dtype = "float64"
         n_hidden = len(sizes) - 2
         acts = [ACTIVATIONS[self.activation]] * n_hidden + ["identity"]
         return FlatMLP(sizes, acts, backend=backend, device=device, dtype=dtype, seed=rs, init="sklearn")
