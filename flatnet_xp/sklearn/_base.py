@@ -59,8 +59,8 @@ NONFINITE_MESSAGE = (
 )
 
 #: Fitted state that a fresh (not warm-started) fit discards before setting its own.
-_FIT_STATE = ("loss_curve_", "best_loss_", "validation_scores_", "best_validation_score_", "loss_", "_optimizer",
-              "_best_params", "_no_improvement_count")  # fmt: skip
+_FIT_STATE = ("loss_curve_", "best_loss_", "validation_scores_", "validation_loss_curve_", "best_validation_score_",
+              "loss_", "_optimizer", "_best_params", "_no_improvement_count")  # fmt: skip
 
 
 @dataclass
@@ -110,6 +110,7 @@ class FlatMLPBase(BaseEstimator):
     loss_curve_: list[float]
     best_loss_: float | None
     validation_scores_: list[float] | None
+    validation_loss_curve_: list[float] | None
     best_validation_score_: float | None
     loss_: float
     _best_params: Any
@@ -203,6 +204,10 @@ class FlatMLPBase(BaseEstimator):
     def _targets(self, y: Any, *, first: bool, incremental: bool) -> Targets:
         raise NotImplementedError
 
+    def _class_weights(self, y: Any, incremental: bool) -> np.ndarray | None:
+        """Hook: the classifier's per-sample ``class_weight`` factors (None: no class weights)."""
+        return None
+
     def _partial_fit_first_call(self, y: Any, classes: Any) -> None:
         """Hook: the classifier sets up its classes on the first ``partial_fit``."""
 
@@ -212,12 +217,15 @@ class FlatMLPBase(BaseEstimator):
             if incremental:
                 self._partial_fit_first_call(y, classes)
             plan = self._prepare(X, y, sample_weight, incremental)
-        if plan.first:
-            self._initialize(plan)
-        if self.solver == "lbfgs":
-            self._fit_lbfgs(plan)
-        else:
-            self._fit_stochastic(plan, incremental)
+        # Targets and validation data become backend arrays in the network's precision (JAX
+        # float64 exists only inside its scope: outside it they would be truncated to 32 bits).
+        with plan.net.flat_params.backend.precision(plan.net.dtype_name):
+            if plan.first:
+                self._initialize(plan)
+            if self.solver == "lbfgs":
+                self._fit_lbfgs(plan)
+            else:
+                self._fit_stochastic(plan, incremental)
 
     def _prepare(self, X: Any, y: Any, sample_weight: Any, incremental: bool) -> _Plan:
         """Phase one: check everything and build what training needs (the caller undoes any change)."""
@@ -231,6 +239,10 @@ class FlatMLPBase(BaseEstimator):
         if sample_weight is not None:
             sw = np.asarray(to_numpy(_check_sample_weight(sample_weight, X)), dtype=np.float64)
             check_sample_weight("sample_weight", sw, int(X.shape[0]))  # finite, >= 0, one positive
+        class_weights = self._class_weights(y, incremental)
+        if class_weights is not None:
+            sw = class_weights if sw is None else sw * class_weights
+            check_sample_weight("class_weight", sw, int(X.shape[0]))
         dtype_name = self._dtype_name(X) if first else self.net_.dtype_name
         # The values must fit the network's dtype (1e39 does not fit float32): named here, before
         # the network or any fitted attribute changes, not as "non-finite" once converted.
@@ -310,9 +322,12 @@ class FlatMLPBase(BaseEstimator):
                 self.best_validation_score_ = -np.inf
                 self.best_loss_ = None
                 self._best_params = snapshot(self.net_)
+            if getattr(self, "validation_loss_curve_", None) is None:
+                self.validation_loss_curve_ = []
         elif getattr(self, "best_loss_", None) is None:
             self.best_loss_ = np.inf
             self.validation_scores_ = None
+            self.validation_loss_curve_ = None
             self.best_validation_score_ = None
 
     def _new_optimizer(self) -> Optimizer:
@@ -351,10 +366,10 @@ class FlatMLPBase(BaseEstimator):
         if plan.val is not None:
             Xv, Tv, swv = plan.val
             Tv_backend = net.flat_params.backend.asarray(Tv, dtype=net.dtype if Tv.dtype.kind == "f" else None)
+            validation_data = (Xv, Tv_backend, swv)  # the core records the held-out loss (and score)
             if plan.targets.loss == "binary_log_loss" and plan.targets.n_outputs > 1:  # multilabel: subset accuracy
                 monitor.val_score = lambda net, history: subset_accuracy(net, Xv, Tv_backend, swv)
             else:
-                validation_data = (Xv, Tv_backend, swv)
                 monitor.val_score = lambda net, history: history.val_score[-1]
         T = net.flat_params.backend.asarray(plan.T, dtype=net.dtype if plan.T.dtype.kind == "f" else None)
         self._orders = plan.orders
@@ -404,6 +419,10 @@ class FlatMLPBase(BaseEstimator):
         """The flat parameter buffer: its namespace and device are those ``fit`` saw."""
         return self.net_.params
 
+    def _precision(self) -> contextlib.AbstractContextManager[Any]:
+        """The scope in which the fitted network's arrays keep their dtype (JAX float64)."""
+        return self.net_.flat_params.backend.precision(self.net_.dtype_name)
+
     def _output(self, X: Any, method: str) -> tuple[Any, Any]:
         """The validated ``X`` and the output layer's activations (scikit-learn's ``out_activation_``)."""
         check_is_fitted(self, "net_")
@@ -411,9 +430,9 @@ class FlatMLPBase(BaseEstimator):
         if check_same_namespace is not None and isinstance(self.backend, str) and self.backend == "auto":
             check_same_namespace(X, self, attribute="_fitted_params", method=method)
         net = self.net_
-        z = net.predict(X)
         xp = net.xp
-        with net.flat_params.backend.precision(net.dtype_name):
+        with self._precision():
+            z = net.predict(X)
             if self.out_activation_ == "exp":
                 z = xp.exp(z)
             elif self.out_activation_ == "logistic":

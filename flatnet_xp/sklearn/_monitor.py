@@ -133,6 +133,7 @@ class Record(Protocol):
     loss_curve_: list[float]
     best_loss_: float | None
     validation_scores_: list[float] | None
+    validation_loss_curve_: list[float] | None
     best_validation_score_: float | None
     _best_params: Any
     _no_improvement_count: int
@@ -161,7 +162,9 @@ class EpochMonitor:
         between the epoch's start and end.
     val_score : callable or None
         ``val_score(net, history) -> float`` with early stopping, else None (the training loss is
-        monitored).
+        monitored). With it, ``history.val_loss`` holds the core's loss on the held-out samples:
+        recorded in ``validation_loss_curve_`` as ``loss_factor * val_loss + l2_factor * ||w||^2``
+        (``||w||^2`` at the epoch's end: the training loss's penalty, not interpolated).
     stopped : bool
         Whether the stopping rule ended training.
     """
@@ -178,17 +181,23 @@ class EpochMonitor:
 
     def __call__(self, net: FlatMLP, history: History) -> bool:
         loss = history.loss[-1] * self.loss_factor
+        penalty = 0.0
         if self.l2_factor:
             # scikit-learn takes ||w||^2 before each of the epoch's B batches: interpolated between
             # the epoch's start and end (exact for one batch, where it is the start's).
             end = squared_weight_norm(net)
             loss += self.l2_factor * (self.weight_norm + (end - self.weight_norm) * self.interpolation)
             self.weight_norm = end
-        self.end_epoch(net, loss, None if self.val_score is None else self.val_score(net, history))
+            penalty = self.l2_factor * end
+        if self.val_score is None:
+            self.end_epoch(net, loss, None)
+        else:
+            val_loss = history.val_loss[-1] * self.loss_factor + penalty
+            self.end_epoch(net, loss, self.val_score(net, history), val_loss)
         return self.stopped
 
-    def end_epoch(self, net: FlatMLP, loss: float, score: float | None) -> None:
-        """Record one epoch's loss (and validation score) and apply the stopping rules."""
+    def end_epoch(self, net: FlatMLP, loss: float, score: float | None, val_loss: float = math.nan) -> None:
+        """Record one epoch's loss (and validation score and loss) and apply the stopping rules."""
         est = self.est
         est.n_iter_ += 1
         est.t_ += self.n_train
@@ -200,7 +209,9 @@ class EpochMonitor:
         tol = float(est.tol)
         if score is not None:
             assert est.validation_scores_ is not None and est.best_validation_score_ is not None
+            assert est.validation_loss_curve_ is not None
             est.validation_scores_.append(score)
+            est.validation_loss_curve_.append(val_loss)
             if verbose:
                 print(f"Validation score: {score:f}")
             improved = not score < est.best_validation_score_ + tol  # a NaN score resets the count

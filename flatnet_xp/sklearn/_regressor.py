@@ -37,7 +37,7 @@ early_stopping, validation_fraction, beta_1, beta_2, epsilon, n_iter_no_change, 
     Attributes
     ----------
     net_, coefs_, intercepts_, loss_, loss_curve_, best_loss_, validation_scores_, \
-best_validation_score_, n_iter_, t_, n_features_in_, feature_names_in_, n_layers_, n_outputs_
+validation_loss_curve_, best_validation_score_, n_iter_, t_, n_features_in_, feature_names_in_, n_layers_, n_outputs_
         As for :class:`FlatMLPClassifier` (validation scores are R^2).
     out_activation_ : {"identity", "exp"}
 
