@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Iterator
-from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
@@ -31,7 +29,6 @@ from flatnet_xp.backends import to_numpy
 from flatnet_xp.history import DivergenceError
 from flatnet_xp.losses import softmax
 from flatnet_xp.network import FlatMLP
-from flatnet_xp.optim import AdamW, Optimizer
 from flatnet_xp.sklearn._losses import scikit_learn_loss
 from flatnet_xp.sklearn._monitor import (
     EpochMonitor,
@@ -43,8 +40,9 @@ from flatnet_xp.sklearn._monitor import (
     subset_accuracy,
 )
 from flatnet_xp.sklearn._namespace import auto_backend, dispatching, is_device_array
-from flatnet_xp.sklearn._optimizers import ScikitLearnAdam, ScikitLearnSGD
+from flatnet_xp.sklearn._optimizers import ScikitLearnAdam, ScikitLearnSGD, new_optimizer
 from flatnet_xp.sklearn._params import ACTIVATIONS, STOCHASTIC_SOLVERS, check_params, random_state_of
+from flatnet_xp.sklearn._plan import Plan, Targets, unchanged_on_error
 from flatnet_xp.solvers import LBFGS
 
 try:  # scikit-learn >= 1.9
@@ -52,7 +50,7 @@ try:  # scikit-learn >= 1.9
 except ImportError:  # pragma: no cover - older scikit-learn does not test it
     check_same_namespace = None
 
-__all__ = ["NONFINITE_MESSAGE", "FlatMLPBase", "Targets"]
+__all__ = ["NONFINITE_MESSAGE", "FlatMLPBase"]
 
 NONFINITE_MESSAGE = (
     "Solver produced non-finite parameter weights. The input data may contain large values and need to be preprocessed."
@@ -61,44 +59,6 @@ NONFINITE_MESSAGE = (
 #: Fitted state that a fresh (not warm-started) fit discards before setting its own.
 _FIT_STATE = ("loss_curve_", "best_loss_", "validation_scores_", "validation_loss_curve_", "best_validation_score_",
               "loss_", "_optimizer", "_best_params", "_no_improvement_count")  # fmt: skip
-
-
-@dataclass
-class Targets:
-    """Encoded targets of a fit (host arrays) and the output layer they call for."""
-
-    T: np.ndarray
-    loss: str
-    out_activation: str
-    n_outputs: int
-    stratify: np.ndarray | None = None
-
-
-@dataclass
-class _Plan:
-    """Everything phase one checked and built; phase two only commits and trains."""
-
-    first: bool
-    net: FlatMLP
-    orders: SampleOrders
-    X: Any
-    T: np.ndarray
-    sample_weight: np.ndarray | None
-    val: tuple[Any, np.ndarray, np.ndarray | None] | None
-    batch_size: int
-    targets: Targets
-
-
-@contextlib.contextmanager
-def _unchanged_on_error(est: BaseEstimator) -> Iterator[None]:
-    """Undo every attribute change made inside the block when it raises."""
-    saved = dict(est.__dict__)
-    try:
-        yield
-    except BaseException:
-        est.__dict__.clear()
-        est.__dict__.update(saved)
-        raise
 
 
 class FlatMLPBase(BaseEstimator):
@@ -213,7 +173,7 @@ class FlatMLPBase(BaseEstimator):
 
     # ------------------------------------------------------------------ fitting
     def _fit(self, X: Any, y: Any, sample_weight: Any, *, incremental: bool, classes: Any = None) -> None:
-        with _unchanged_on_error(self):
+        with unchanged_on_error(self):
             if incremental:
                 self._partial_fit_first_call(y, classes)
             plan = self._prepare(X, y, sample_weight, incremental)
@@ -227,7 +187,7 @@ class FlatMLPBase(BaseEstimator):
             else:
                 self._fit_stochastic(plan, incremental)
 
-    def _prepare(self, X: Any, y: Any, sample_weight: Any, incremental: bool) -> _Plan:
+    def _prepare(self, X: Any, y: Any, sample_weight: Any, incremental: bool) -> Plan:
         """Phase one: check everything and build what training needs (the caller undoes any change)."""
         hidden = self._check_params()
         if incremental and self.early_stopping:
@@ -281,7 +241,7 @@ class FlatMLPBase(BaseEstimator):
                     "Got `batch_size` less than 1 or larger than sample size. It is going to be clipped", stacklevel=4
                 )
             batch = min(int(self.batch_size), n)
-        return _Plan(first, net, orders, X, T, sw, val, batch, targets)
+        return Plan(first, net, orders, X, T, sw, val, batch, targets)
 
     def _dtype_name(self, X: Any) -> str:
         """The new network's dtype: ``dtype``, else float32 for float32 data and float64 otherwise."""
@@ -300,7 +260,7 @@ class FlatMLPBase(BaseEstimator):
         acts = [ACTIVATIONS[self.activation]] * n_hidden + ["identity"]
         return FlatMLP(sizes, acts, backend=backend, device=device, dtype=dtype, seed=rs, init="sklearn")
 
-    def _initialize(self, plan: _Plan) -> None:
+    def _initialize(self, plan: Plan) -> None:
         """A fresh fit: the new network and scikit-learn's initial attributes."""
         for attr in _FIT_STATE:
             self.__dict__.pop(attr, None)
@@ -330,19 +290,7 @@ class FlatMLPBase(BaseEstimator):
             self.validation_loss_curve_ = None
             self.best_validation_score_ = None
 
-    def _new_optimizer(self) -> Optimizer:
-        """A new optimizer each ``fit`` (kept across ``partial_fit`` calls), as scikit-learn does."""
-        schedule = self.learning_rate if self.solver == "sgd" else "constant"
-        rate = EpochRate(float(self.learning_rate_init), schedule, float(self.power_t))
-        if self.solver == "sgd":
-            momentum = float(self.momentum)
-            return ScikitLearnSGD(lr=rate, momentum=momentum, nesterov=bool(self.nesterovs_momentum) and momentum > 0)
-        betas = (float(self.beta_1), float(self.beta_2))
-        if self.solver == "adamw":
-            return AdamW(lr=rate, betas=betas, eps=float(self.epsilon), weight_decay=float(self.alpha))
-        return ScikitLearnAdam(lr=rate, betas=betas, eps=float(self.epsilon))
-
-    def _fit_stochastic(self, plan: _Plan, incremental: bool) -> None:
+    def _fit_stochastic(self, plan: Plan, incremental: bool) -> None:
         """sgd/adam/adamw: ONE core ``fit`` call; scikit-learn's per-epoch logic runs in its callback.
 
         L2: scikit-learn adds ``alpha * W / sum(batch weights)`` to each batch's weight gradient; the
@@ -351,7 +299,7 @@ class FlatMLPBase(BaseEstimator):
         net, n = self.net_, int(plan.X.shape[0])
         mean_weight = 1.0 if plan.sample_weight is None else float(np.mean(plan.sample_weight))
         if not incremental or not hasattr(self, "_optimizer"):
-            self._optimizer = self._new_optimizer()
+            self._optimizer = new_optimizer(self)
         if isinstance(self._optimizer, ScikitLearnSGD | ScikitLearnAdam):
             self._optimizer.set_l2(float(self.alpha), plan.batch_size, n, mean_weight)
         self._monitor_state()
@@ -395,7 +343,7 @@ class FlatMLPBase(BaseEstimator):
                 stacklevel=4,  # the caller of fit
             )
 
-    def _fit_lbfgs(self, plan: _Plan) -> None:
+    def _fit_lbfgs(self, plan: Plan) -> None:
         """Full-batch L-BFGS (scipy's L-BFGS-B on the flat buffer), scikit-learn's objective exactly."""
         net = self.net_
         weight_total = float(plan.X.shape[0]) if plan.sample_weight is None else float(np.sum(plan.sample_weight))

@@ -13,9 +13,10 @@ from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_targ
 from sklearn.utils.validation import column_or_1d
 
 from flatnet_xp.backends import array_namespace, to_numpy
-from flatnet_xp.sklearn._base import FlatMLPBase, Targets
+from flatnet_xp.sklearn._base import FlatMLPBase
 from flatnet_xp.sklearn._namespace import is_host_input, like_input
 from flatnet_xp.sklearn._params import stochastic
+from flatnet_xp.sklearn._plan import Targets
 
 __all__ = ["FlatMLPClassifier"]
 

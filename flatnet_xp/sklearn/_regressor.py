@@ -10,9 +10,10 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import column_or_1d
 
 from flatnet_xp.backends import to_numpy
-from flatnet_xp.sklearn._base import FlatMLPBase, Targets
+from flatnet_xp.sklearn._base import FlatMLPBase
 from flatnet_xp.sklearn._namespace import like_input
 from flatnet_xp.sklearn._params import check_choice, stochastic
+from flatnet_xp.sklearn._plan import Targets
 
 __all__ = ["FlatMLPRegressor"]
 
