@@ -32,12 +32,27 @@ ESTIMATORS = [
     FlatMLPRegressor(random_state=0),
     FlatMLPClassifier(max_iter=50, random_state=0),
     FlatMLPRegressor(max_iter=50, random_state=0),
+    FlatMLPClassifier(activation="leaky_relu", max_iter=50, random_state=0),
+]
+#: The same checks on JAX: float64 for the checks' float64 data (JAX's x64 scoped to the network).
+JAX_ESTIMATORS = [
+    FlatMLPClassifier(max_iter=50, random_state=0, backend="jax"),
+    FlatMLPRegressor(max_iter=50, random_state=0, backend="jax"),
 ]
 
 
 @parametrize_with_checks(ESTIMATORS)
 def test_scikit_learn_estimator_checks(estimator, check):
     with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        check(estimator)
+
+
+@pytest.mark.skipif(backend_unavailable("jax") is not None, reason="needs jax")
+@parametrize_with_checks(JAX_ESTIMATORS)
+def test_scikit_learn_estimator_checks_on_jax_without_a_warning(estimator, check):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # JAX's "truncated to dtype int32/float32" included
         warnings.simplefilter("ignore", ConvergenceWarning)
         check(estimator)
 
@@ -197,6 +212,44 @@ def test_other_backends_take_numpy_and_return_numpy(xp):
     ref = FlatMLPClassifier((8,), max_iter=30, random_state=0).fit(X, y)
     assert isinstance(clf.predict_proba(X), np.ndarray)
     np.testing.assert_allclose(clf.predict_proba(X), ref.predict_proba(X), rtol=1e-9, atol=1e-12)
+
+
+def _iris_task(task):
+    X, y = load_iris(return_X_y=True)
+    if task == "binary":
+        return X, (y > 0).astype(np.int64)
+    if task == "multilabel":
+        return X, np.stack([y == 0, y == 2], axis=1).astype(np.int64)
+    if task == "regression":
+        return X[:, :3], X[:, 3]
+    return X, y
+
+
+@pytest.mark.skipif(backend_unavailable("jax") is not None, reason="needs jax")
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("solver", ["adam", "lbfgs"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("task", ["binary", "multiclass", "multilabel", "regression"])
+def test_jax_answers_as_numpy_does_in_either_precision(task, dtype, solver):
+    X, y = _iris_task(task)
+    X = X.astype(dtype)
+    make = FlatMLPRegressor if task == "regression" else FlatMLPClassifier
+    ours, ref = (
+        _fitted(make(hidden_layer_sizes=(8,), solver=solver, max_iter=30, backend=b, random_state=0), X, y)
+        for b in ("jax", "numpy")
+    )
+    # float32 rounding differs between the libraries; L-BFGS's line searches amplify it over 30 iterations.
+    tol = 1e-9 if dtype == "float64" else 1e-4 if solver == "adam" else 5e-2
+    methods = ["predict"] if task == "regression" else ["predict_proba", "predict_log_proba"]
+    for method in methods:
+        got, want = getattr(ours, method)(X), getattr(ref, method)(X)
+        assert isinstance(got, np.ndarray) and got.dtype == want.dtype == np.dtype(dtype), method
+        if method == "predict_log_proba":  # compared as probabilities: log(0) = -inf on one side only
+            got, want = np.exp(got), np.exp(want)
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+    if task != "regression":
+        assert np.mean(ours.predict(X) == ref.predict(X)) >= (1.0 if tol < 1e-3 else 0.95)
+    assert ours.score(X, y) == pytest.approx(ref.score(X, y), rel=tol)
 
 
 @pytest.mark.skipif(backend_unavailable("cupy") is not None, reason="needs cupy and a GPU")
@@ -435,7 +488,12 @@ def test_partial_fit_is_absent_for_lbfgs_and_refuses_early_stopping():
 
 
 def _state(est):
-    return {k: (np.array(v.params) if k == "net_" else v) for k, v in vars(est).items() if k != "_optimizer"}
+    """The fitted attributes (lists copied: the loss curve grows in place) and the weights."""
+    return {
+        k: np.array(v.params) if k == "net_" else list(v) if isinstance(v, list) else v
+        for k, v in vars(est).items()
+        if k != "_optimizer"
+    }
 
 
 def _assert_same_state(before, after):
@@ -479,7 +537,162 @@ def test_a_refit_that_fails_validation_leaves_the_estimator_unchanged(make_input
     _assert_same_state(before, _state(clf))
 
 
+def _fitted(est, X, y):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return est.fit(X, y)
+
+
+NEGATIVE_WEIGHT = "sample_weight: expected finite non-negative weights"
+OVERFLOW = r"holds 1e\+39, beyond the largest float32 value"
+
+
+@pytest.mark.parametrize(
+    ("kind", "params", "refit", "match"),
+    [
+        ("clf", {}, lambda e, X, y: e.fit(X, y, sample_weight=-np.ones(len(y))), NEGATIVE_WEIGHT),
+        ("clf", {"warm_start": True}, lambda e, X, y: e.fit(X, y, sample_weight=-np.ones(len(y))), NEGATIVE_WEIGHT),
+        ("clf", {}, lambda e, X, y: e.partial_fit(X, y, sample_weight=-np.ones(len(y))), NEGATIVE_WEIGHT),
+        ("reg", {}, lambda e, X, y: e.partial_fit(X, y, sample_weight=-np.ones(len(y))), NEGATIVE_WEIGHT),
+        ("clf", {"dtype": "float32"}, lambda e, X, y: e.fit(np.where(X > 7, 1e39, X), y), "X: " + OVERFLOW),
+        ("reg", {"dtype": "float32"}, lambda e, X, y: e.fit(X, np.where(y > 2, 1e39, y)), "y: " + OVERFLOW),
+        ("reg", {"dtype": "float32", "warm_start": True}, lambda e, X, y: e.fit(X, np.where(y > 2, 1e39, y)),
+         "y: " + OVERFLOW),
+        ("reg", {"dtype": "float32"}, lambda e, X, y: e.partial_fit(X, np.where(y > 2, 1e39, y)), "y: " + OVERFLOW),
+    ],
+    ids=["weight-fit", "weight-warm-start", "weight-partial-fit-clf", "weight-partial-fit-reg", "float32-X",
+         "float32-y", "float32-y-warm-start", "float32-y-partial-fit"],
+)  # fmt: skip
+def test_a_fitted_estimator_keeps_its_model_when_a_refit_fails_its_checks(kind, params, refit, match):
+    X, y = IRIS
+    if kind == "reg":
+        X, y = X[:, :3], X[:, 3]
+        est = FlatMLPRegressor(hidden_layer_sizes=8, max_iter=30, random_state=0, **params)
+    else:
+        est = FlatMLPClassifier(8, max_iter=30, random_state=0, **params)
+    _fitted(est, X, y)
+    before, score = _state(est), est.score(X, y)
+    with pytest.raises(ValueError, match=match):
+        refit(est, X, y)
+    _assert_same_state(before, _state(est))
+    assert est.score(X, y) == score and est.n_iter_ > 0 and len(est.loss_curve_) == est.n_iter_
+
+
 def test_validation_set_too_small_is_refused():
     X, y = make_regression(n_samples=2, n_features=5, random_state=0)
     with pytest.raises(ValueError, match="The validation set is too small"):
         FlatMLPRegressor(early_stopping=True, random_state=0).fit(X, y)
+
+
+# ---------------------------------------------------------------------------------------------
+# Beyond scikit-learn's MLP: class_weight, validation_loss_curve_, leaky_relu.
+
+
+@pytest.mark.parametrize("class_weight", ["balanced", {0: 1.0, 1: 3.0, 2: 0.5}], ids=["balanced", "dict"])
+@pytest.mark.parametrize("with_sample_weight", [False, True], ids=["alone", "times-sample-weight"])
+def test_class_weight_trains_as_the_equivalent_sample_weights(class_weight, with_sample_weight):
+    from sklearn.utils.class_weight import compute_sample_weight
+
+    X, y = IRIS[0][:120], IRIS[1][:120]  # unbalanced: 50, 50, 20
+    sw = np.linspace(0.5, 2.0, len(y)) if with_sample_weight else None
+    params = dict(hidden_layer_sizes=(8,), max_iter=20, random_state=0)
+    ours = _fitted(FlatMLPClassifier(class_weight=class_weight, **params), X, y)
+    if sw is not None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            ours.fit(X, y, sample_weight=sw)
+    combined = compute_sample_weight(class_weight, y) * (1.0 if sw is None else sw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ref = FlatMLPClassifier(**params).fit(X, y, sample_weight=combined)
+    np.testing.assert_allclose(ours.net_.params, ref.net_.params, rtol=1e-12, atol=1e-14)
+    assert ours.loss_curve_ == pytest.approx(ref.loss_curve_, rel=1e-12)
+
+
+def test_class_weight_balanced_raises_minority_recall():
+    X, y = IRIS[0][:120], IRIS[1][:120]
+    params = dict(hidden_layer_sizes=(4,), max_iter=30, learning_rate_init=0.01, random_state=0)
+    plain = _fitted(FlatMLPClassifier(**params), X, y)
+    balanced = _fitted(FlatMLPClassifier(class_weight={0: 1.0, 1: 1.0, 2: 20.0}, **params), X, y)
+    assert np.mean(balanced.predict(X[y == 2]) == 2) > np.mean(plain.predict(X[y == 2]) == 2)
+
+
+@pytest.mark.parametrize(
+    ("class_weight", "call", "match"),
+    [
+        ("auto", "fit", r"class_weight: expected None, 'balanced' or a dict"),
+        ({0: 1.0, 7: 2.0}, "fit", r"class_weight: The classes, \[1, 2\], are not in class_weight"),
+        ({0: -1.0}, "fit", "class_weight: expected finite non-negative weights"),
+        ("balanced", "partial_fit", r"class_weight: 'balanced' .* not supported by partial_fit"),
+    ],
+    ids=["unknown-name", "unknown-label", "negative", "balanced-partial-fit"],
+)
+def test_bad_class_weight_is_named(class_weight, call, match):
+    X, y = IRIS
+    clf = FlatMLPClassifier(4, max_iter=2, class_weight=class_weight)
+    kwargs = {"classes": np.unique(y)} if call == "partial_fit" else {}
+    with pytest.raises(ValueError, match=match):
+        getattr(clf, call)(X, y, **kwargs)
+    assert not hasattr(clf, "net_")
+
+
+def test_class_weight_is_not_a_regressor_parameter():
+    assert "class_weight" in FlatMLPClassifier().get_params()
+    assert "class_weight" not in FlatMLPRegressor().get_params()
+
+
+def _held_out(X, y, est):
+    """The early-stopping split the estimator made: scikit-learn's ``train_test_split`` call, from the
+    ``random_state`` stream after the initial weights (one uniform draw per parameter)."""
+    rs = np.random.RandomState(est.random_state)
+    rs.uniform(size=est.net_.params.shape[0])
+    stratify = y if isinstance(est, FlatMLPClassifier) and len(np.unique(y)) == 2 else None
+    _, test = train_test_split(np.arange(len(y)), random_state=rs, test_size=est.validation_fraction,
+                               stratify=stratify)  # fmt: skip
+    return X[test], y[test]
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.01])
+@pytest.mark.parametrize("kind", ["clf", "reg"])
+def test_validation_loss_curve_is_the_training_loss_on_the_held_out_data(kind, alpha):
+    from sklearn.metrics import log_loss
+
+    X, y = IRIS if kind == "clf" else (IRIS[0][:, :3], IRIS[0][:, 3])
+    make = FlatMLPClassifier if kind == "clf" else FlatMLPRegressor
+    # One batch an epoch (batch_size >= n): the L2 term is 0.5 * alpha * ||W||^2 / n_train exactly.
+    est = _fitted(make(hidden_layer_sizes=(8,), alpha=alpha, batch_size=500, max_iter=15, early_stopping=True,
+                       n_iter_no_change=100, learning_rate_init=0.01, random_state=0), X, y)  # fmt: skip
+    assert len(est.validation_loss_curve_) == len(est.validation_scores_) == len(est.loss_curve_) == 15
+    Xv, yv = _held_out(X, y, est)
+    best = int(np.argmax(est.validation_scores_))  # the weights early stopping restored
+    data = log_loss(yv, est.predict_proba(Xv)) if kind == "clf" else 0.5 * np.mean((est.predict(Xv) - yv) ** 2)
+    n_train = len(y) - len(yv)
+    penalty = 0.5 * alpha * sum(np.sum(c**2) for c in est.coefs_) / n_train
+    assert est.validation_loss_curve_[best] == pytest.approx(data + penalty, rel=1e-10)
+
+
+def test_validation_loss_curve_is_none_without_early_stopping():
+    est = _fitted(FlatMLPClassifier(4, max_iter=3, random_state=0), *IRIS)
+    assert est.validation_loss_curve_ is None and est.validation_scores_ is None
+
+
+def test_validation_loss_curve_grows_across_warm_starts_and_restarts_on_fit():
+    est = FlatMLPClassifier(4, max_iter=3, early_stopping=True, n_iter_no_change=100, random_state=0)
+    _fitted(est, *IRIS)
+    _fitted(est.set_params(warm_start=True), *IRIS)
+    assert len(est.validation_loss_curve_) == 6
+    _fitted(est.set_params(warm_start=False), *IRIS)
+    assert len(est.validation_loss_curve_) == 3
+
+
+def test_leaky_relu_hidden_layers_have_slope_one_hundredth():
+    X, y = IRIS
+    est = _fitted(FlatMLPClassifier((6, 5), activation="leaky_relu", max_iter=20, random_state=0), X, y)
+    a = X
+    for W, b in zip(est.coefs_[:-1], est.intercepts_[:-1], strict=True):
+        s = a @ W + b
+        a = np.where(s > 0, s, 0.01 * s)
+    z = a @ est.coefs_[-1] + est.intercepts_[-1]
+    expected = np.exp(z - z.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(est.predict_proba(X), expected / expected.sum(axis=1, keepdims=True), rtol=1e-12)
+    assert np.any(a < 0)  # some negative pre-activations went through with slope 0.01

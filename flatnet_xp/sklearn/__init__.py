@@ -25,7 +25,8 @@ weights to rounding. The remaining differences:
 * float32 fits compute entirely in float32 (scikit-learn's backward pass turns float64 when the
   targets are float64).
 * ``partial_fit`` is absent with ``solver="lbfgs"`` for the regressor too; ``solver="adamw"``,
-  ``activation="leaky_relu"``, ``backend`` and ``dtype`` are flatnet_xp's additions.
+  ``activation="leaky_relu"``, the classifier's ``class_weight``, ``validation_loss_curve_``,
+  ``backend`` and ``dtype`` are flatnet_xp's additions.
 """
 
 from flatnet_xp.sklearn._classifier import FlatMLPClassifier

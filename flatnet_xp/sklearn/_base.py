@@ -1,8 +1,8 @@
 """The estimators' shared core: parameters, input validation, and ONE core ``fit`` call per fit.
 
 A fit runs in two phases. The first checks everything (parameters, data, labels, sample weights,
-the early-stopping split) and builds the new network; an error there leaves the estimator exactly
-as it was. The second commits and trains: stochastic solvers through one
+the early-stopping split, values the network's dtype cannot hold) and builds the new network; an
+error there leaves the estimator exactly as it was. The second commits and trains: stochastic solvers through one
 :meth:`flatnet_xp.FlatMLP.fit` call whose per-epoch callback (:class:`~._monitor.EpochMonitor`) is
 scikit-learn's end-of-iteration logic, L-BFGS through :class:`flatnet_xp.LBFGS`.
 """
@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Iterator
-from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
@@ -25,13 +23,12 @@ from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from flatnet_xp._data import _gather
-from flatnet_xp._validation import check_dtype
+from flatnet_xp._validation import check_dtype, check_finite, check_sample_weight
 from flatnet_xp.activations import sigmoid
 from flatnet_xp.backends import to_numpy
 from flatnet_xp.history import DivergenceError
 from flatnet_xp.losses import softmax
 from flatnet_xp.network import FlatMLP
-from flatnet_xp.optim import AdamW, Optimizer
 from flatnet_xp.sklearn._losses import scikit_learn_loss
 from flatnet_xp.sklearn._monitor import (
     EpochMonitor,
@@ -43,8 +40,9 @@ from flatnet_xp.sklearn._monitor import (
     subset_accuracy,
 )
 from flatnet_xp.sklearn._namespace import auto_backend, dispatching, is_device_array
-from flatnet_xp.sklearn._optimizers import ScikitLearnAdam, ScikitLearnSGD
+from flatnet_xp.sklearn._optimizers import ScikitLearnAdam, ScikitLearnSGD, new_optimizer
 from flatnet_xp.sklearn._params import ACTIVATIONS, STOCHASTIC_SOLVERS, check_params, random_state_of
+from flatnet_xp.sklearn._plan import Plan, Targets, unchanged_on_error
 from flatnet_xp.solvers import LBFGS
 
 try:  # scikit-learn >= 1.9
@@ -52,53 +50,15 @@ try:  # scikit-learn >= 1.9
 except ImportError:  # pragma: no cover - older scikit-learn does not test it
     check_same_namespace = None
 
-__all__ = ["NONFINITE_MESSAGE", "FlatMLPBase", "Targets"]
+__all__ = ["NONFINITE_MESSAGE", "FlatMLPBase"]
 
 NONFINITE_MESSAGE = (
     "Solver produced non-finite parameter weights. The input data may contain large values and need to be preprocessed."
 )
 
 #: Fitted state that a fresh (not warm-started) fit discards before setting its own.
-_FIT_STATE = ("loss_curve_", "best_loss_", "validation_scores_", "best_validation_score_", "loss_", "_optimizer",
-              "_best_params", "_no_improvement_count")  # fmt: skip
-
-
-@dataclass
-class Targets:
-    """Encoded targets of a fit (host arrays) and the output layer they call for."""
-
-    T: np.ndarray
-    loss: str
-    out_activation: str
-    n_outputs: int
-    stratify: np.ndarray | None = None
-
-
-@dataclass
-class _Plan:
-    """Everything phase one checked and built; phase two only commits and trains."""
-
-    first: bool
-    net: FlatMLP
-    orders: SampleOrders
-    X: Any
-    T: np.ndarray
-    sample_weight: np.ndarray | None
-    val: tuple[Any, np.ndarray, np.ndarray | None] | None
-    batch_size: int
-    targets: Targets
-
-
-@contextlib.contextmanager
-def _unchanged_on_error(est: BaseEstimator) -> Iterator[None]:
-    """Undo every attribute change made inside the block when it raises."""
-    saved = dict(est.__dict__)
-    try:
-        yield
-    except BaseException:
-        est.__dict__.clear()
-        est.__dict__.update(saved)
-        raise
+_FIT_STATE = ("loss_curve_", "best_loss_", "validation_scores_", "validation_loss_curve_", "best_validation_score_",
+              "loss_", "_optimizer", "_best_params", "_no_improvement_count")  # fmt: skip
 
 
 class FlatMLPBase(BaseEstimator):
@@ -110,7 +70,10 @@ class FlatMLPBase(BaseEstimator):
     loss_curve_: list[float]
     best_loss_: float | None
     validation_scores_: list[float] | None
+    validation_loss_curve_: list[float] | None
     best_validation_score_: float | None
+    loss_: float
+    _best_params: Any
     _no_improvement_count: int
 
     def __init__(
@@ -201,23 +164,30 @@ class FlatMLPBase(BaseEstimator):
     def _targets(self, y: Any, *, first: bool, incremental: bool) -> Targets:
         raise NotImplementedError
 
+    def _class_weights(self, y: Any, incremental: bool) -> np.ndarray | None:
+        """Hook: the classifier's per-sample ``class_weight`` factors (None: no class weights)."""
+        return None
+
     def _partial_fit_first_call(self, y: Any, classes: Any) -> None:
         """Hook: the classifier sets up its classes on the first ``partial_fit``."""
 
     # ------------------------------------------------------------------ fitting
     def _fit(self, X: Any, y: Any, sample_weight: Any, *, incremental: bool, classes: Any = None) -> None:
-        with _unchanged_on_error(self):
+        with unchanged_on_error(self):
             if incremental:
                 self._partial_fit_first_call(y, classes)
             plan = self._prepare(X, y, sample_weight, incremental)
-        if plan.first:
-            self._initialize(plan)
-        if self.solver == "lbfgs":
-            self._fit_lbfgs(plan)
-        else:
-            self._fit_stochastic(plan, incremental)
+        # Targets and validation data become backend arrays in the network's precision (JAX
+        # float64 exists only inside its scope: outside it they would be truncated to 32 bits).
+        with plan.net.flat_params.backend.precision(plan.net.dtype_name):
+            if plan.first:
+                self._initialize(plan)
+            if self.solver == "lbfgs":
+                self._fit_lbfgs(plan)
+            else:
+                self._fit_stochastic(plan, incremental)
 
-    def _prepare(self, X: Any, y: Any, sample_weight: Any, incremental: bool) -> _Plan:
+    def _prepare(self, X: Any, y: Any, sample_weight: Any, incremental: bool) -> Plan:
         """Phase one: check everything and build what training needs (the caller undoes any change)."""
         hidden = self._check_params()
         if incremental and self.early_stopping:
@@ -228,10 +198,20 @@ class FlatMLPBase(BaseEstimator):
         sw = None
         if sample_weight is not None:
             sw = np.asarray(to_numpy(_check_sample_weight(sample_weight, X)), dtype=np.float64)
+            check_sample_weight("sample_weight", sw, int(X.shape[0]))  # finite, >= 0, one positive
+        class_weights = self._class_weights(y, incremental)
+        if class_weights is not None:
+            sw = class_weights if sw is None else sw * class_weights
+            check_sample_weight("class_weight", sw, int(X.shape[0]))
+        dtype_name = self._dtype_name(X) if first else self.net_.dtype_name
+        # The values must fit the network's dtype (1e39 does not fit float32): named here, before
+        # the network or any fitted attribute changes, not as "non-finite" once converted.
+        check_finite("X", X, np.dtype(dtype_name))
+        check_finite("y", targets.T, np.dtype(dtype_name))
         rs = random_state_of(self)
         sizes = (int(X.shape[1]), *hidden, targets.n_outputs)
         if first:
-            net = self._new_net(X, sizes, rs)
+            net = self._new_net(X, sizes, rs, dtype_name)
         else:
             net = self.net_
             if tuple(net.layout.sizes) != sizes:
@@ -261,24 +241,26 @@ class FlatMLPBase(BaseEstimator):
                     "Got `batch_size` less than 1 or larger than sample size. It is going to be clipped", stacklevel=4
                 )
             batch = min(int(self.batch_size), n)
-        return _Plan(first, net, orders, X, T, sw, val, batch, targets)
+        return Plan(first, net, orders, X, T, sw, val, batch, targets)
 
-    def _new_net(self, X: Any, sizes: tuple[int, ...], rs: np.random.RandomState) -> FlatMLP:
+    def _dtype_name(self, X: Any) -> str:
+        """The new network's dtype: ``dtype``, else float32 for float32 data and float64 otherwise."""
+        if self.dtype is not None:
+            return check_dtype(self.dtype)
+        try:
+            return check_dtype(X.dtype)
+        except TypeError:
+            return "float64"
+
+    def _new_net(self, X: Any, sizes: tuple[int, ...], rs: np.random.RandomState, dtype: str) -> FlatMLP:
         """scikit-learn's initial weights (the same for the same ``random_state``) on the chosen backend."""
         backend, device = auto_backend(X) if isinstance(self.backend, str) and self.backend == "auto" else (
             self.backend, None)  # fmt: skip
-        if self.dtype is not None:
-            dtype = self.dtype
-        else:
-            try:
-                dtype = check_dtype(X.dtype)
-            except TypeError:
-                dtype = "float64"
         n_hidden = len(sizes) - 2
         acts = [ACTIVATIONS[self.activation]] * n_hidden + ["identity"]
         return FlatMLP(sizes, acts, backend=backend, device=device, dtype=dtype, seed=rs, init="sklearn")
 
-    def _initialize(self, plan: _Plan) -> None:
+    def _initialize(self, plan: Plan) -> None:
         """A fresh fit: the new network and scikit-learn's initial attributes."""
         for attr in _FIT_STATE:
             self.__dict__.pop(attr, None)
@@ -300,24 +282,15 @@ class FlatMLPBase(BaseEstimator):
                 self.best_validation_score_ = -np.inf
                 self.best_loss_ = None
                 self._best_params = snapshot(self.net_)
+            if getattr(self, "validation_loss_curve_", None) is None:
+                self.validation_loss_curve_ = []
         elif getattr(self, "best_loss_", None) is None:
             self.best_loss_ = np.inf
             self.validation_scores_ = None
+            self.validation_loss_curve_ = None
             self.best_validation_score_ = None
 
-    def _new_optimizer(self) -> Optimizer:
-        """A new optimizer each ``fit`` (kept across ``partial_fit`` calls), as scikit-learn does."""
-        schedule = self.learning_rate if self.solver == "sgd" else "constant"
-        rate = EpochRate(float(self.learning_rate_init), schedule, float(self.power_t))
-        if self.solver == "sgd":
-            momentum = float(self.momentum)
-            return ScikitLearnSGD(lr=rate, momentum=momentum, nesterov=bool(self.nesterovs_momentum) and momentum > 0)
-        betas = (float(self.beta_1), float(self.beta_2))
-        if self.solver == "adamw":
-            return AdamW(lr=rate, betas=betas, eps=float(self.epsilon), weight_decay=float(self.alpha))
-        return ScikitLearnAdam(lr=rate, betas=betas, eps=float(self.epsilon))
-
-    def _fit_stochastic(self, plan: _Plan, incremental: bool) -> None:
+    def _fit_stochastic(self, plan: Plan, incremental: bool) -> None:
         """sgd/adam/adamw: ONE core ``fit`` call; scikit-learn's per-epoch logic runs in its callback.
 
         L2: scikit-learn adds ``alpha * W / sum(batch weights)`` to each batch's weight gradient; the
@@ -326,7 +299,7 @@ class FlatMLPBase(BaseEstimator):
         net, n = self.net_, int(plan.X.shape[0])
         mean_weight = 1.0 if plan.sample_weight is None else float(np.mean(plan.sample_weight))
         if not incremental or not hasattr(self, "_optimizer"):
-            self._optimizer = self._new_optimizer()
+            self._optimizer = new_optimizer(self)
         if isinstance(self._optimizer, ScikitLearnSGD | ScikitLearnAdam):
             self._optimizer.set_l2(float(self.alpha), plan.batch_size, n, mean_weight)
         self._monitor_state()
@@ -341,10 +314,10 @@ class FlatMLPBase(BaseEstimator):
         if plan.val is not None:
             Xv, Tv, swv = plan.val
             Tv_backend = net.flat_params.backend.asarray(Tv, dtype=net.dtype if Tv.dtype.kind == "f" else None)
+            validation_data = (Xv, Tv_backend, swv)  # the core records the held-out loss (and score)
             if plan.targets.loss == "binary_log_loss" and plan.targets.n_outputs > 1:  # multilabel: subset accuracy
                 monitor.val_score = lambda net, history: subset_accuracy(net, Xv, Tv_backend, swv)
             else:
-                validation_data = (Xv, Tv_backend, swv)
                 monitor.val_score = lambda net, history: history.val_score[-1]
         T = net.flat_params.backend.asarray(plan.T, dtype=net.dtype if plan.T.dtype.kind == "f" else None)
         self._orders = plan.orders
@@ -370,7 +343,7 @@ class FlatMLPBase(BaseEstimator):
                 stacklevel=4,  # the caller of fit
             )
 
-    def _fit_lbfgs(self, plan: _Plan) -> None:
+    def _fit_lbfgs(self, plan: Plan) -> None:
         """Full-batch L-BFGS (scipy's L-BFGS-B on the flat buffer), scikit-learn's objective exactly."""
         net = self.net_
         weight_total = float(plan.X.shape[0]) if plan.sample_weight is None else float(np.sum(plan.sample_weight))
@@ -394,6 +367,10 @@ class FlatMLPBase(BaseEstimator):
         """The flat parameter buffer: its namespace and device are those ``fit`` saw."""
         return self.net_.params
 
+    def _precision(self) -> contextlib.AbstractContextManager[Any]:
+        """The scope in which the fitted network's arrays keep their dtype (JAX float64)."""
+        return self.net_.flat_params.backend.precision(self.net_.dtype_name)
+
     def _output(self, X: Any, method: str) -> tuple[Any, Any]:
         """The validated ``X`` and the output layer's activations (scikit-learn's ``out_activation_``)."""
         check_is_fitted(self, "net_")
@@ -401,9 +378,9 @@ class FlatMLPBase(BaseEstimator):
         if check_same_namespace is not None and isinstance(self.backend, str) and self.backend == "auto":
             check_same_namespace(X, self, attribute="_fitted_params", method=method)
         net = self.net_
-        z = net.predict(X)
         xp = net.xp
-        with net.flat_params.backend.precision(net.dtype_name):
+        with self._precision():
+            z = net.predict(X)
             if self.out_activation_ == "exp":
                 z = xp.exp(z)
             elif self.out_activation_ == "logistic":

@@ -7,14 +7,16 @@ from typing import Any
 import numpy as np
 from sklearn.base import ClassifierMixin
 from sklearn.preprocessing import LabelBinarizer
+from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target, unique_labels
 from sklearn.utils.validation import column_or_1d
 
 from flatnet_xp.backends import array_namespace, to_numpy
-from flatnet_xp.sklearn._base import FlatMLPBase, Targets
+from flatnet_xp.sklearn._base import FlatMLPBase
 from flatnet_xp.sklearn._namespace import is_host_input, like_input
 from flatnet_xp.sklearn._params import stochastic
+from flatnet_xp.sklearn._plan import Targets
 
 __all__ = ["FlatMLPClassifier"]
 
@@ -33,6 +35,12 @@ class FlatMLPClassifier(ClassifierMixin, FlatMLPBase):
         Widths of the hidden layers.
     activation : {"relu", "logistic", "tanh", "identity", "leaky_relu"}, default "relu"
         Hidden-layer activation (``leaky_relu``, slope 0.01, is flatnet_xp's).
+    class_weight : dict, "balanced" or None, default None
+        flatnet_xp's addition, as scikit-learn's classifiers define it: weights ``{label: weight}``
+        (multilabel: a list of dicts, one per label), or "balanced" for
+        ``n_samples / (n_classes * np.bincount(y))``; each sample's weight
+        (``sklearn.utils.class_weight.compute_sample_weight``) multiplies its ``sample_weight``.
+        "balanced" is refused by ``partial_fit`` (it needs all the data).
     solver : {"adam", "sgd", "lbfgs", "adamw"}, default "adam"
         ``adamw`` (flatnet_xp's) is Adam with decoupled weight decay ``alpha``.
     alpha : float, default 1e-4
@@ -86,6 +94,9 @@ class FlatMLPClassifier(ClassifierMixin, FlatMLPBase):
         Smallest training loss (None with early stopping).
     validation_scores_ : list of float or None
         Validation accuracy per epoch with early stopping, else None.
+    validation_loss_curve_ : list of float or None
+        flatnet_xp's: with early stopping, the loss of ``loss_curve_`` on the held-out samples per
+        epoch (data loss plus the same L2 term, weights at the epoch's end), else None.
     best_validation_score_ : float or None
     n_iter_ : int
         Epochs (or lbfgs iterations) of the last call.
@@ -107,6 +118,65 @@ class FlatMLPClassifier(ClassifierMixin, FlatMLPBase):
 
     _label_binarizer: LabelBinarizer
     classes_: np.ndarray
+
+    def __init__(
+        self,
+        hidden_layer_sizes: Any = (100,),
+        activation: str = "relu",
+        *,
+        class_weight: Any = None,
+        solver: str = "adam",
+        alpha: float = 0.0001,
+        batch_size: int | str = "auto",
+        learning_rate: str = "constant",
+        learning_rate_init: float = 0.001,
+        power_t: float = 0.5,
+        max_iter: int = 200,
+        shuffle: bool = True,
+        random_state: Any = None,
+        tol: float = 1e-4,
+        verbose: bool | int = False,
+        warm_start: bool = False,
+        momentum: float = 0.9,
+        nesterovs_momentum: bool = True,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-8,
+        n_iter_no_change: int | float = 10,
+        max_fun: int = 15000,
+        backend: Any = "auto",
+        dtype: Any = None,
+    ) -> None:
+        super().__init__(
+            hidden_layer_sizes,
+            activation,
+            solver=solver,
+            alpha=alpha,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            learning_rate_init=learning_rate_init,
+            power_t=power_t,
+            max_iter=max_iter,
+            shuffle=shuffle,
+            random_state=random_state,
+            tol=tol,
+            verbose=verbose,
+            warm_start=warm_start,
+            momentum=momentum,
+            nesterovs_momentum=nesterovs_momentum,
+            early_stopping=early_stopping,
+            validation_fraction=validation_fraction,
+            beta_1=beta_1,
+            beta_2=beta_2,
+            epsilon=epsilon,
+            n_iter_no_change=n_iter_no_change,
+            max_fun=max_fun,
+            backend=backend,
+            dtype=dtype,
+        )
+        self.class_weight = class_weight
 
     def _targets(self, y: Any, *, first: bool, incremental: bool) -> Targets:
         y = np.asarray(to_numpy(y))
@@ -133,6 +203,29 @@ class FlatMLPClassifier(ClassifierMixin, FlatMLPBase):
         k = int(T.shape[1])
         stratify = T > 0.5 if k == 1 else None  # scikit-learn stratifies single-output problems only
         return Targets(T[:, 0] if k == 1 else T, "binary_log_loss", "logistic", k, stratify)
+
+    def _check_params(self) -> tuple[int, ...]:
+        cw = self.class_weight
+        if not (cw is None or isinstance(cw, dict) or (isinstance(cw, str) and cw == "balanced")):
+            raise ValueError(f"class_weight: expected None, 'balanced' or a dict {{label: weight}}, got {cw!r}")
+        return super()._check_params()
+
+    def _class_weights(self, y: Any, incremental: bool) -> np.ndarray | None:
+        """scikit-learn's ``compute_sample_weight(class_weight, y)``: one weight per sample, or None."""
+        if self.class_weight is None:
+            return None
+        if incremental and isinstance(self.class_weight, str):
+            raise ValueError(
+                "class_weight: 'balanced' needs all the data at once and is not supported by partial_fit; "
+                "pass a dict, e.g. from sklearn.utils.class_weight.compute_class_weight"
+            )
+        y = np.asarray(to_numpy(y))
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y[:, 0]
+        try:
+            return np.asarray(compute_sample_weight(self.class_weight, y), dtype=np.float64)
+        except ValueError as exc:
+            raise ValueError(f"class_weight: {exc}") from None
 
     def _partial_fit_first_call(self, y: Any, classes: Any) -> None:
         if _check_partial_fit_first_call(self, classes):
@@ -171,10 +264,11 @@ class FlatMLPClassifier(ClassifierMixin, FlatMLPBase):
         """Labels of ``classes_``'s type, shape ``(n_samples,)`` (multilabel: an indicator matrix)."""
         X, proba = self._output(X, "predict")
         xp = self.net_.xp
-        if self._label_binarizer.y_type_ == "multilabel-indicator":
-            return like_input(xp.astype(proba > 0.5, xp.int64), X)
-        codes = xp.argmax(proba, axis=1) if proba.shape[1] > 1 else proba[:, 0] > 0.5
-        index = np.asarray(to_numpy(codes)).astype(np.intp)
+        with self._precision():  # JAX float64 outputs: reduced inside the x64 scope
+            if self._label_binarizer.y_type_ == "multilabel-indicator":
+                return like_input(np.asarray(to_numpy(proba > 0.5)).astype(np.int64), X)
+            codes = xp.argmax(proba, axis=1) if proba.shape[1] > 1 else proba[:, 0] > 0.5
+            index = np.asarray(to_numpy(codes)).astype(np.intp)
         labels = self.classes_[np.minimum(index, len(self.classes_) - 1)]  # one class: always that one
         if not is_host_input(X) and labels.dtype.kind in "biuf":
             return like_input(labels, X)
@@ -183,7 +277,8 @@ class FlatMLPClassifier(ClassifierMixin, FlatMLPBase):
     def _proba(self, X: Any, method: str) -> tuple[Any, Any]:
         X, proba = self._output(X, method)
         if proba.shape[1] == 1 and self._label_binarizer.y_type_ != "multilabel-indicator":
-            proba = self.net_.xp.concat((1.0 - proba, proba), axis=1)
+            with self._precision():  # JAX float64: 1 - p in float64
+                proba = self.net_.xp.concat((1.0 - proba, proba), axis=1)
         return X, proba
 
     def predict_proba(self, X: Any) -> Any:
@@ -194,7 +289,7 @@ class FlatMLPClassifier(ClassifierMixin, FlatMLPBase):
     def predict_log_proba(self, X: Any) -> Any:
         """``log(predict_proba(X))``."""
         X, proba = self._proba(X, "predict_log_proba")
-        with np.errstate(divide="ignore"):
+        with np.errstate(divide="ignore"), self._precision():
             return like_input(array_namespace(proba).log(proba), X)
 
     def __sklearn_tags__(self) -> Any:

@@ -4,13 +4,16 @@ best weights, ``verbose`` lines.
 This is ``MLP._fit_stochastic``'s per-iteration bookkeeping and ``_update_no_improvement_count``
 (scikit-learn 1.9), written against one flat parameter buffer: the best parameters are ONE flat
 copy, and everything runs inside a single core ``fit`` call.
+
+The monitor knows the estimator only as a :class:`Record`: the attributes scikit-learn's loop reads
+and updates. Nothing here imports the estimators (arrows run one way: ``_base`` -> ``_monitor``).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -19,12 +22,10 @@ from flatnet_xp.params import Snapshot
 if TYPE_CHECKING:
     from flatnet_xp.history import History
     from flatnet_xp.network import FlatMLP
-    from flatnet_xp.sklearn._base import FlatMLPBase
 
-__all__ = ["SCHEDULES", "EpochMonitor", "EpochRate", "SampleOrders", "restore", "snapshot", "squared_weight_norm"]
+__all__ = ["EpochMonitor", "EpochRate", "Record", "SampleOrders", "restore", "snapshot", "squared_weight_norm",
+           "subset_accuracy"]  # fmt: skip
 
-#: ``learning_rate`` values (scikit-learn's ``SGDOptimizer`` ``lr_schedule``).
-SCHEDULES = ("constant", "invscaling", "adaptive")
 #: ``learning_rate="adaptive"`` stops once the rate is at most this.
 MIN_ADAPTIVE_RATE = 1e-6
 
@@ -116,14 +117,36 @@ def squared_weight_norm(net: FlatMLP) -> float:
         return float(net.xp.vecdot(w, w))
 
 
+class Record(Protocol):
+    """What the monitor reads and updates after each epoch: scikit-learn's fitted attributes.
+
+    The estimators are Records (attributes named as scikit-learn names them); the settings
+    ``verbose``, ``tol`` and ``n_iter_no_change`` are read, the rest updated.
+    """
+
+    verbose: Any
+    tol: Any
+    n_iter_no_change: Any
+    n_iter_: int
+    t_: int
+    loss_: float
+    loss_curve_: list[float]
+    best_loss_: float | None
+    validation_scores_: list[float] | None
+    validation_loss_curve_: list[float] | None
+    best_validation_score_: float | None
+    _best_params: Any
+    _no_improvement_count: int
+
+
 @dataclass
 class EpochMonitor:
     """The per-epoch callback: scikit-learn's loss curve, validation scores, stopping and schedule.
 
     Attributes
     ----------
-    est : FlatMLPBase
-        Its attributes (``n_iter_``, ``t_``, ``loss_curve_``, ...) are updated after every epoch.
+    est : Record
+        The estimator: its attributes (``n_iter_``, ``t_``, ``loss_curve_``, ...) are updated after every epoch.
     rate : EpochRate
     n_train : int
         Training samples per epoch.
@@ -139,12 +162,14 @@ class EpochMonitor:
         between the epoch's start and end.
     val_score : callable or None
         ``val_score(net, history) -> float`` with early stopping, else None (the training loss is
-        monitored).
+        monitored). With it, ``history.val_loss`` holds the core's loss on the held-out samples:
+        recorded in ``validation_loss_curve_`` as ``loss_factor * val_loss + l2_factor * ||w||^2``
+        (``||w||^2`` at the epoch's end: the training loss's penalty, not interpolated).
     stopped : bool
         Whether the stopping rule ended training.
     """
 
-    est: FlatMLPBase
+    est: Record
     rate: EpochRate
     n_train: int
     loss_factor: float
@@ -156,17 +181,23 @@ class EpochMonitor:
 
     def __call__(self, net: FlatMLP, history: History) -> bool:
         loss = history.loss[-1] * self.loss_factor
+        penalty = 0.0
         if self.l2_factor:
             # scikit-learn takes ||w||^2 before each of the epoch's B batches: interpolated between
             # the epoch's start and end (exact for one batch, where it is the start's).
             end = squared_weight_norm(net)
             loss += self.l2_factor * (self.weight_norm + (end - self.weight_norm) * self.interpolation)
             self.weight_norm = end
-        self.end_epoch(net, loss, None if self.val_score is None else self.val_score(net, history))
+            penalty = self.l2_factor * end
+        if self.val_score is None:
+            self.end_epoch(net, loss, None)
+        else:
+            val_loss = history.val_loss[-1] * self.loss_factor + penalty
+            self.end_epoch(net, loss, self.val_score(net, history), val_loss)
         return self.stopped
 
-    def end_epoch(self, net: FlatMLP, loss: float, score: float | None) -> None:
-        """Record one epoch's loss (and validation score) and apply the stopping rules."""
+    def end_epoch(self, net: FlatMLP, loss: float, score: float | None, val_loss: float = math.nan) -> None:
+        """Record one epoch's loss (and validation score and loss) and apply the stopping rules."""
         est = self.est
         est.n_iter_ += 1
         est.t_ += self.n_train
@@ -178,7 +209,9 @@ class EpochMonitor:
         tol = float(est.tol)
         if score is not None:
             assert est.validation_scores_ is not None and est.best_validation_score_ is not None
+            assert est.validation_loss_curve_ is not None
             est.validation_scores_.append(score)
+            est.validation_loss_curve_.append(val_loss)
             if verbose:
                 print(f"Validation score: {score:f}")
             improved = not score < est.best_validation_score_ + tol  # a NaN score resets the count

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from flatnet_xp.optim import SGD, Adam
+from flatnet_xp.optim import SGD, Adam, AdamW, Optimizer
+from flatnet_xp.sklearn._monitor import EpochRate
 
-__all__ = ["ScikitLearnAdam", "ScikitLearnSGD"]
+__all__ = ["ScikitLearnAdam", "ScikitLearnSGD", "new_optimizer"]
 
 
 class _BatchL2:
@@ -91,3 +92,17 @@ class ScikitLearnAdam(_BatchL2, Adam):
             return rate
         b1, b2 = self.betas
         return float(rate * (1.0 - b2**self.t) ** 0.5 / (1.0 - b1**self.t))
+
+
+def new_optimizer(est: Any) -> Optimizer:
+    """The optimizer of ``est.solver`` with the estimator's settings: a new one each ``fit`` (kept
+    across ``partial_fit`` calls), as scikit-learn does; its learning rate an :class:`EpochRate`."""
+    schedule = est.learning_rate if est.solver == "sgd" else "constant"
+    rate = EpochRate(float(est.learning_rate_init), schedule, float(est.power_t))
+    if est.solver == "sgd":
+        momentum = float(est.momentum)
+        return ScikitLearnSGD(lr=rate, momentum=momentum, nesterov=bool(est.nesterovs_momentum) and momentum > 0)
+    betas = (float(est.beta_1), float(est.beta_2))
+    if est.solver == "adamw":
+        return AdamW(lr=rate, betas=betas, eps=float(est.epsilon), weight_decay=float(est.alpha))
+    return ScikitLearnAdam(lr=rate, betas=betas, eps=float(est.epsilon))

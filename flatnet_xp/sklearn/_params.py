@@ -10,14 +10,15 @@ import numpy as np
 from sklearn.utils import check_random_state
 
 from flatnet_xp._validation import check_dtype
-from flatnet_xp.sklearn._monitor import SCHEDULES
 
-__all__ = ["ACTIVATIONS", "SOLVERS", "STOCHASTIC_SOLVERS", "check_choice", "check_params", "random_state_of",
-           "stochastic"]  # fmt: skip
+__all__ = ["ACTIVATIONS", "SCHEDULES", "SOLVERS", "STOCHASTIC_SOLVERS", "check_choice", "check_params",
+           "random_state_of", "stochastic"]  # fmt: skip
 
 #: scikit-learn's activation names -> flatnet_xp's (``leaky_relu`` is flatnet_xp's addition).
 ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu",
                "leaky_relu": "leaky_relu"}  # fmt: skip
+#: ``learning_rate`` values (scikit-learn's ``SGDOptimizer`` ``lr_schedule``).
+SCHEDULES = ("constant", "invscaling", "adaptive")
 SOLVERS = ("lbfgs", "sgd", "adam", "adamw")
 STOCHASTIC_SOLVERS = ("sgd", "adam", "adamw")
 

@@ -10,9 +10,10 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import column_or_1d
 
 from flatnet_xp.backends import to_numpy
-from flatnet_xp.sklearn._base import FlatMLPBase, Targets
+from flatnet_xp.sklearn._base import FlatMLPBase
 from flatnet_xp.sklearn._namespace import like_input
 from flatnet_xp.sklearn._params import check_choice, stochastic
+from flatnet_xp.sklearn._plan import Targets
 
 __all__ = ["FlatMLPRegressor"]
 
@@ -37,7 +38,7 @@ early_stopping, validation_fraction, beta_1, beta_2, epsilon, n_iter_no_change, 
     Attributes
     ----------
     net_, coefs_, intercepts_, loss_, loss_curve_, best_loss_, validation_scores_, \
-best_validation_score_, n_iter_, t_, n_features_in_, feature_names_in_, n_layers_, n_outputs_
+validation_loss_curve_, best_validation_score_, n_iter_, t_, n_features_in_, feature_names_in_, n_layers_, n_outputs_
         As for :class:`FlatMLPClassifier` (validation scores are R^2).
     out_activation_ : {"identity", "exp"}
 
