@@ -578,6 +578,16 @@ def test_a_fitted_estimator_keeps_its_model_when_a_refit_fails_its_checks(kind, 
     assert est.score(X, y) == score and est.n_iter_ > 0 and len(est.loss_curve_) == est.n_iter_
 
 
+def test_a_warm_start_that_diverges_keeps_finite_weights_and_the_epochs_that_ran():
+    X, y = IRIS
+    params = dict(hidden_layer_sizes=100, activation="identity", solver="sgd", max_iter=20, random_state=0)
+    reg = _fitted(FlatMLPRegressor(**params, learning_rate_init=1e-3), X, y)
+    with pytest.raises(ValueError, match="Solver produced non-finite parameter weights"):
+        reg.set_params(warm_start=True, learning_rate_init=1.0).fit(X, y)
+    assert np.all(np.isfinite(np.asarray(reg.net_.params)))  # the last finite weights, not the earlier model
+    assert 0 < reg.n_iter_ < 20 and len(reg.loss_curve_) == 20 + reg.n_iter_
+
+
 def test_validation_set_too_small_is_refused():
     X, y = make_regression(n_samples=2, n_features=5, random_state=0)
     with pytest.raises(ValueError, match="The validation set is too small"):
