@@ -11,6 +11,10 @@ with, the preprocessing stored with it, the SHA-256 of the canonical metadata an
 and, for checkpoints, the
 epoch, the optimizer, the shuffle state, early-stopping state, history, whether the run finished,
 and the run's signature (what defines it, so that a resume of a different run is refused).
+Ensembles (:mod:`flatnet_xp.ensemble`) use the same format with kinds ``ensemble`` and
+``ensemble_checkpoint`` (tensors with one row per member, ``n_models`` in the metadata), which
+:func:`read_file` accepts only when asked for them (``kinds=``), so that each reader refuses the
+other's files.
 
 Loading never executes code (no pickle) and never allocates from an untrusted size: only regular
 files are opened (without blocking), the header length is bounded by :data:`MAX_HEADER_BYTES` and by

@@ -515,3 +515,10 @@ def test_a_model_file_is_not_a_checkpoint_and_a_checkpoint_not_a_model(tmp_path)
         _resumable_fit(_ensemble(), 2, resume=model)
     with pytest.raises(fx.ModelFileError, match="kind 'ensemble_checkpoint'"):
         fx.FlatEnsemble.load(ckpt)
+
+
+def test_select_equals_stacking_the_chosen_members(xp: str) -> None:
+    ens = _ensemble(xp)
+    chosen = fx.FlatEnsemble.from_members([ens.member(2), ens.member(0)])
+    assert_close(ens.select([2, 0]).params, chosen.params, rtol=0)
+    assert ens.best(2, validation_data=_data()).n_models == 2
