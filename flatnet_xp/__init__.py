@@ -8,6 +8,7 @@ from flatnet_xp.losses import LOSSES, Loss
 from flatnet_xp.network import FlatMLP
 from flatnet_xp.optim import SGD, Adam, AdamW, Optimizer, RMSprop
 from flatnet_xp.persistence import ModelFileError
+from flatnet_xp.preprocessing import Preprocessing
 from flatnet_xp.schedules import Constant, Cosine, InvScaling, ReduceOnPlateau, Schedule, StepDecay, Warmup
 from flatnet_xp.solvers import LBFGS
 
@@ -32,6 +33,7 @@ __all__ = [
     "Loss",
     "ModelFileError",
     "Optimizer",
+    "Preprocessing",
     "RMSprop",
     "ReduceOnPlateau",
     "Schedule",

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from flatnet_xp.backends import array_namespace, to_numpy
+from flatnet_xp.backends import array_namespace, array_scope, to_numpy
 
 __all__ = [
     "FLOAT_DTYPES",
@@ -215,7 +215,7 @@ def check_finite(name: str, arr: Any, dtype: np.dtype[Any] | None = None) -> Non
     narrow = None
     if dtype is not None and _itemsize(arr.dtype) > dtype.itemsize:
         narrow = getattr(xp, dtype.name)
-    with np.errstate(over="ignore", invalid="ignore"):
+    with np.errstate(over="ignore", invalid="ignore"), array_scope(arr):
         for chunk in _chunks(arr):
             # One fast pass: the sum of the chunk cast to the network's dtype is finite when every
             # value is finite and representable. Only a non-finite sum (which large finite values

@@ -23,7 +23,7 @@ import numpy as np
 from flatnet_xp import persistence
 from flatnet_xp._data import Dataset, check_features
 from flatnet_xp._memory import check_params_memory
-from flatnet_xp._validation import check_dtype, check_finite, check_int, describe
+from flatnet_xp._validation import as_data_array, check_dtype, check_finite, check_int, describe
 from flatnet_xp.activations import ACTIVATIONS, sigmoid
 from flatnet_xp.backends import get_backend
 from flatnet_xp.export import write_onnx
@@ -273,6 +273,10 @@ class FlatMLP:
 
     @params.setter
     def params(self, value: Any) -> None:
+        value = as_data_array("params", value, ndims=(1,))
+        n = self.layout.n_params
+        if int(value.shape[0]) != n:
+            raise ValueError(f"params: expected a 1-D array of length {n} (w then b), got {describe(value)}")
         w_len = self.layout.w_len
         self.set_params(value[:w_len], value[w_len:])
 
@@ -743,6 +747,7 @@ class FlatMLP:
             "b": b,
             "loss_": self.loss_,
             "history_": self.history_,
+            "uid": self._params.uid,
             "preprocessing": self.preprocessing,
         }
 
@@ -757,4 +762,5 @@ class FlatMLP:
         )
         self.set_params(state["w"], state["b"])
         self.loss_, self.history_ = state["loss_"], state["history_"]
+        self._params.uid = state.get("uid", self._params.uid)
         self.preprocessing = state.get("preprocessing")

@@ -19,6 +19,7 @@ failing step, so no update can leave non-finite parameters behind.
 
 from __future__ import annotations
 
+import threading
 import weakref
 from typing import Any, ClassVar
 
@@ -28,7 +29,7 @@ from flatnet_xp._blocks import Blocks
 from flatnet_xp._validation import check_real, describe
 from flatnet_xp.backends import NO_OUT, to_numpy
 from flatnet_xp.params import FlatParams, OptimizerState
-from flatnet_xp.schedules import Constant, Schedule, as_schedule, checked_lr, describe_schedule
+from flatnet_xp.schedules import Constant, Schedule, as_schedule, checked_lr, describe_schedule, plateau_of
 
 __all__ = ["OPTIMIZERS", "SGD", "Adam", "AdamW", "Optimizer", "RMSprop", "as_params", "clip_factor"]
 
@@ -72,7 +73,11 @@ class Optimizer:
     ``fit`` calls on the same network, like a ``torch.optim`` optimizer, and an optimizer used with
     another network (or a network first trained by another optimizer) starts afresh there.
     :attr:`t` and :attr:`state` show the state on the network this optimizer last updated. A pickled
-    optimizer carries that state and hands it to the first network of the right size it updates.
+    (or deep-copied) optimizer carries that state and hands it back to that same network only (the
+    network itself pickled or deep-copied, or an unpickled copy of it); any other network it updates
+    starts afresh, and so does a stateful schedule (:class:`~flatnet_xp.ReduceOnPlateau`).
+    One optimizer may update several networks, in parallel threads too: everything that depends on
+    the network (the state, where its weights end) is looked up per network.
     """
 
     name: ClassVar[str] = "optimizer"
@@ -83,8 +88,9 @@ class Optimizer:
         self.lr = as_schedule(lr)
         self.clip_norm = None if clip_norm is None else check_real("clip_norm", clip_norm, minimum=0.0, open_min=True)
         self._last: weakref.ref[FlatParams] | None = None
-        self._pending: dict[str, Any] | None = None  # state carried by a pickle, for the first network it meets
-        self._w_len = 0
+        self._pending: dict[str, Any] | None = None  # state carried by a pickle, for the network it came from
+        self._w_len = 0  # where the weights end, for callers outside apply (compiled programs set their own)
+        self._tls = threading.local()  # the w_len of the network apply is updating, per thread
 
     # ------------------------------------------------------------------ state
     def hyperparameters(self) -> dict[str, Any]:
@@ -130,20 +136,28 @@ class Optimizer:
 
     def _new_state(self, params: FlatParams) -> OptimizerState:
         be, n = params.backend, params.layout.n_params
-        pending, self._pending = self._pending, None
-        if pending is not None and all(v.shape == (n,) for v in pending["buffers"].values()):
+        pending = self._pending
+        if (
+            pending is not None
+            and pending.get("uid") == params.uid
+            and all(v.shape == (n,) for v in pending["buffers"].values())
+        ):  # back on the network a pickled (or copied) optimizer came from: continue there
+            self._pending = None
             buffers = {k: be.asarray(v, dtype=params.dtype) for k, v in pending["buffers"].items()}
             t = int(pending["t"])
-        else:
+        else:  # another network: a fresh start, the schedule's state included
             buffers = {name: params.xp.zeros_like(params.flat) for name in self.buffer_names}
             t = 0
+            plateau = plateau_of(self.lr)
+            if plateau is not None:
+                plateau.reset()
         blocks = Blocks(n, enabled=be.name == "numpy")
         if be.mutable:
             size = blocks.scratch_size()
             scratch = [params.xp.empty(size, dtype=params.dtype, device=be.device) for _ in range(blocks.threads)]
         else:
             scratch = [NO_OUT]
-        return OptimizerState(weakref.ref(self), t, buffers, scratch, blocks)
+        return OptimizerState(weakref.ref(self), t, buffers, scratch, blocks, params.layout.w_len)
 
     def bind(self, target: Any) -> None:
         """Make sure ``target`` (a FlatMLP or FlatParams) holds this optimizer's state (allocated zeroed)."""
@@ -153,13 +167,20 @@ class Optimizer:
         """Hyperparameters, with the last network's step count and state (as NumPy)."""
         state = dict(self.__dict__)
         current = self._current()
-        if current is not None:
+        params = None if self._last is None else self._last()
+        if current is not None and params is not None:
             state["_pending"] = {
                 "t": current.t,
                 "buffers": {k: np.array(to_numpy(v)) for k, v in current.buffers.items()},
+                "uid": params.uid,
             }
         state["_last"] = None
+        state.pop("_tls", None)
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._tls = threading.local()
 
     def state_buffers(self) -> dict[str, Any]:
         """The persistent state buffers by name (on the network this optimizer last updated)."""
@@ -196,17 +217,23 @@ class Optimizer:
         g = self.clip(xp, ops, params.grads)
         state.t += 1
         p, buffers, scratch, t = params.flat, state.buffers, state.scratch, state.t
-        if not state.blocks.blocked:
-            new = self.update(ops, 0, p, g, buffers, scratch[0], lr, t)
-            if new is not p:  # updated in place on mutable backends: nothing to assign
-                params.assign(new)
-            return
+        tls = self._tls
+        tls.w_len = state.w_len
+        try:
+            if not state.blocks.blocked:
+                new = self.update(ops, 0, p, g, buffers, scratch[0], lr, t)
+                if new is not p:  # updated in place on mutable backends: nothing to assign
+                    params.assign(new)
+                return
 
-        def block(lo: int, hi: int, worker: int) -> None:
-            views = {name: buf[lo:hi] for name, buf in buffers.items()}
-            self.update(ops, lo, p[lo:hi], g[lo:hi], views, scratch[worker][: hi - lo], lr, t)
+            def block(lo: int, hi: int, worker: int) -> None:
+                tls.w_len = state.w_len  # the pool's threads update this network too
+                views = {name: buf[lo:hi] for name, buf in buffers.items()}
+                self.update(ops, lo, p[lo:hi], g[lo:hi], views, scratch[worker][: hi - lo], lr, t)
 
-        state.blocks.run(block)
+            state.blocks.run(block)
+        finally:
+            tls.w_len = None
 
     def all_finite(self, target: Any) -> bool:
         """True when the parameters of ``target`` and every state buffer hold only finite values."""
@@ -225,7 +252,8 @@ class Optimizer:
 
     def _weights(self, lo: int, size: int) -> int:
         """How many leading entries of the slice starting at ``lo`` are weights (not biases)."""
-        return max(0, min(size, self._w_len - lo))
+        w_len = getattr(self._tls, "w_len", None)
+        return max(0, min(size, (self._w_len if w_len is None else w_len) - lo))
 
     def _add_l2(self, ops: Any, lo: int, p: Any, g: Any, tmp: Any, weight_decay: float) -> Any:
         """``g_w += weight_decay * w`` on the weights only (coupled L2, as torch's weight_decay)."""

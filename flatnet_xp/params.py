@@ -15,6 +15,7 @@ next power of two), never once per number of rows.
 
 from __future__ import annotations
 
+import secrets
 import threading
 import weakref
 from collections.abc import Callable
@@ -58,6 +59,8 @@ class OptimizerState:
         One scratch buffer per worker thread for in-place updates (``NO_OUT`` on JAX).
     blocks : Blocks
         How the in-place update is split into cache-sized blocks and threads.
+    w_len : int
+        Where the weights end in the flat buffer (weight decay applies before it).
     """
 
     owner: weakref.ref[Any]
@@ -65,6 +68,7 @@ class OptimizerState:
     buffers: dict[str, Any]
     scratch: list[Any] = field(default_factory=list)
     blocks: Blocks = field(default_factory=lambda: Blocks(0, enabled=False))
+    w_len: int = 0
 
 
 @dataclass
@@ -147,6 +151,8 @@ class FlatParams:
         self.spec = F.Spec.build(layout, self.activations, backend.xp, backend.ops, self.dtype, backend.device)
         self.flat: Any = None
         self.optimizer_state: OptimizerState | None = None
+        #: Identifies these parameters across pickling (a pickled optimizer's state returns to them only).
+        self.uid = secrets.token_hex(8)
         self._views: F.Views | None = None
         self._views_of: Any = None
         self._grad_parent: Any = None

@@ -229,6 +229,10 @@ class ReduceOnPlateau:
     def __call__(self, t: int) -> float:
         return self.current
 
+    def reset(self) -> None:
+        """Back to the initial rate, no best loss, no epoch without improvement (a new network)."""
+        self.current, self.best, self.bad_epochs = self.lr, math.inf, 0
+
     def state(self) -> dict[str, Any]:
         """The state that changes as training goes (JSON-serialisable; saved in checkpoints)."""
         return {
@@ -269,6 +273,14 @@ class ReduceOnPlateau:
                 return True
             self.current *= self.factor
         return False
+
+
+def plateau_of(schedule: Any) -> ReduceOnPlateau | None:
+    """The :class:`ReduceOnPlateau` that ``schedule`` is or warms up (its state is what ``fit``
+    updates after each epoch, checkpoints and resets on a new network), else None."""
+    while isinstance(schedule, Warmup):
+        schedule = schedule.base
+    return schedule if isinstance(schedule, ReduceOnPlateau) else None
 
 
 def describe_schedule(schedule: Any) -> str:

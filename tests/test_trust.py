@@ -8,6 +8,7 @@ The scikit-learn estimators' defects live in ``test_sklearn.py``, ``fx.Preproces
 from __future__ import annotations
 
 import importlib.util
+import math
 import multiprocessing
 import sys
 import warnings
@@ -241,3 +242,136 @@ def test_the_network_trains_again_after_a_callback_refused_a_nested_fit():
     with pytest.raises(RuntimeError):
         net.fit(X, Y, epochs=1, callbacks=lambda n, h: n.fit(X, Y, epochs=1))
     assert net.fit(X, Y, epochs=1).epochs == 1
+
+
+# ----------------------------------------------------------------- found by a stranger's pass over the new structure
+def _plateau_run(opt: fx.Optimizer) -> tuple[float, np.ndarray]:
+    net = fx.FlatMLP([4, 8, 2], seed=1, dtype="float64")
+    # validation targets that training moves away from: the validation loss rises, the rate falls
+    net.fit(X, Y, epochs=6, batch_size=16, optimizer=opt, seed=0, validation_data=(X[:16], -3 * Y[:16]))
+    return opt.learning_rate, to_numpy(net.params)
+
+
+@pytest.mark.parametrize("wrap", [lambda s: s, lambda s: fx.Warmup(s, 3)], ids=["plain", "in-warmup"])
+def test_a_plateau_schedule_starts_afresh_on_each_new_network(wrap):
+    shared = fx.SGD(wrap(fx.ReduceOnPlateau(0.1, factor=0.5, patience=0)))
+    first = _plateau_run(shared)
+    second = _plateau_run(shared)
+    assert first[0] == second[0] < 0.1
+    np.testing.assert_array_equal(first[1], second[1])
+
+
+def test_a_plateau_schedule_inside_a_warmup_reduces_the_rate():
+    plain = fx.ReduceOnPlateau(0.1, factor=0.5, patience=0)
+    warm = fx.ReduceOnPlateau(0.1, factor=0.5, patience=0)
+    _plateau_run(fx.SGD(plain))
+    _plateau_run(fx.SGD(fx.Warmup(warm, 1)))
+    assert plain.current < 0.1 and warm.current < 0.1 and warm.best < math.inf
+
+
+def test_a_plateau_schedule_inside_a_warmup_is_checkpointed_and_resumed(tmp_path):
+    def run(epochs: int, **kw: object) -> tuple[fx.FlatMLP, fx.ReduceOnPlateau]:
+        plateau = fx.ReduceOnPlateau(0.1, factor=0.5, patience=0)
+        net = fx.FlatMLP([4, 8, 2], seed=1, dtype="float64")
+        net.fit(X, Y, epochs=epochs, batch_size=16, optimizer=fx.SGD(fx.Warmup(plateau, 2)), seed=0,
+                validation_data=(X[:16], -3 * Y[:16]), **kw)  # fmt: skip
+        return net, plateau
+
+    whole, whole_plateau = run(6)
+    run(3, checkpoint=tmp_path / "c.ckpt")
+    resumed, resumed_plateau = run(6, checkpoint=tmp_path / "c.ckpt", resume=tmp_path / "c.ckpt")
+    np.testing.assert_array_equal(to_numpy(resumed.params), to_numpy(whole.params))
+    assert resumed_plateau.state() == whole_plateau.state()
+
+
+def test_one_optimizer_trains_networks_of_different_widths_in_parallel_threads_as_alone():
+    import threading
+
+    def make(width: int) -> fx.FlatMLP:
+        return fx.FlatMLP([4, width, 2], seed=1, dtype="float64")
+
+    def fit(net: fx.FlatMLP, opt: fx.Optimizer) -> None:
+        for _ in range(20):
+            net.fit(X, Y, epochs=1, batch_size=4, optimizer=opt, seed=0)
+
+    shared = fx.AdamW(1e-2, weight_decay=0.5)
+    nets = [make(3), make(64)]
+    threads = [threading.Thread(target=fit, args=(n, shared)) for n in nets]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for net, width in zip(nets, (3, 64), strict=True):
+        alone = make(width)
+        fit(alone, fx.AdamW(1e-2, weight_decay=0.5))
+        np.testing.assert_array_equal(to_numpy(net.params), to_numpy(alone.params))
+
+
+@pytest.mark.parametrize("copy", ["pickle", "deepcopy"])
+def test_a_copied_optimizer_continues_only_on_its_own_network(copy):
+    import copy as copying
+    import pickle
+
+    opt = fx.Adam(1e-2)
+    net = fx.FlatMLP([4, 8, 2], seed=1, dtype="float64")
+    net.fit(X, Y, epochs=1, batch_size=16, optimizer=opt, seed=0)
+    if copy == "pickle":
+        net2, opt2 = pickle.loads(pickle.dumps((net, opt)))
+    else:
+        net2, opt2 = copying.deepcopy((net, opt))
+    fresh = fx.FlatMLP([4, 8, 2], seed=2, dtype="float64")
+    fresh.fit(X, Y, epochs=1, batch_size=16, optimizer=opt2, seed=0)
+    assert opt2.t == 4  # afresh on a network it never updated, whatever its size
+    net2.fit(X, Y, epochs=1, batch_size=16, optimizer=opt2, seed=0)
+    net.fit(X, Y, epochs=1, batch_size=16, optimizer=opt, seed=0)
+    assert opt2.t == opt.t == 8  # continued on its own network
+    np.testing.assert_array_equal(to_numpy(net2.params), to_numpy(net.params))
+
+
+@needs_jax
+def test_float64_device_data_on_jax_trains_without_truncation_warnings():
+    import jax
+
+    with jax.enable_x64(True):
+        xj, yj = jax.numpy.asarray(X), jax.numpy.asarray(Y)
+    net = fx.FlatMLP([4, 8, 2], seed=1, dtype="float64", backend="jax")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        net.fit(xj, yj, epochs=1, batch_size=16, validation_data=(xj, yj), sample_weight=np.ones(64))
+        net.evaluate(xj, yj)
+
+
+@pytest.mark.parametrize("where", ["missing.ckpt", "no/folder/c.ckpt"])
+def test_resume_from_a_missing_checkpoint_names_the_argument(tmp_path, where):
+    net = fx.FlatMLP([4, 3, 2], seed=1)
+    with pytest.raises(ValueError, match="resume: no checkpoint at"):
+        net.fit(X, Y, epochs=1, resume=tmp_path / where)
+
+
+@pytest.mark.parametrize(
+    ("value", "error", "message"),
+    [
+        (np.zeros(25), ValueError, "params: expected a 1-D array of length 21"),
+        (np.zeros(5), ValueError, "params: expected a 1-D array of length 21"),
+        (3.0, ValueError, "params: expected a 1-D array"),
+        (None, TypeError, "params: expected a numeric array"),
+        (np.zeros((3, 7)), ValueError, "params: expected a 1-D array"),
+    ],
+)
+def test_assigning_bad_params_names_params(value, error, message):
+    net = fx.FlatMLP([3, 4, 1], ["tanh", "identity"], seed=0)
+    before = to_numpy(net.params).copy()
+    with pytest.raises(error, match=message):
+        net.params = value
+    np.testing.assert_array_equal(to_numpy(net.params), before)
+
+
+@needs_torch
+def test_read_only_numpy_data_on_torch_raises_no_warning():
+    net = fx.FlatMLP([4, 3, 2], seed=1, backend="torch", dtype="float64")
+    x = X.copy()
+    x.setflags(write=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        net.fit(x, Y, epochs=1, batch_size=16)
+        net.predict(x)

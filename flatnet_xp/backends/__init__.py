@@ -8,6 +8,7 @@ a backend of theirs is first resolved.
 
 from __future__ import annotations
 
+import contextlib
 from types import ModuleType
 from typing import Any
 
@@ -26,6 +27,7 @@ __all__ = [
     "Backend",
     "Ops",
     "array_namespace",
+    "array_scope",
     "backend_of",
     "get_backend",
     "stable_sigmoid",
@@ -104,6 +106,12 @@ def get_backend(backend: str | ModuleType | Backend = "numpy", device: Any = Non
             f"got {type(backend).__name__} {backend!r}"
         )
     return cls.resolve(device)
+
+
+def array_scope(x: Any) -> contextlib.AbstractContextManager[Any]:
+    """The precision scope that array ``x`` is used in (JAX: x64 on for a 64-bit array), else a no-op."""
+    cls = backend_of(x)
+    return contextlib.nullcontext() if cls is None else cls.scope_of(x)
 
 
 def backend_of(x: Any) -> type[Backend] | None:

@@ -88,6 +88,12 @@ class Backend:
             x = to_numpy(x)
         return self.xp.asarray(x, dtype=dtype, device=self.device)
 
+    @classmethod
+    def scope_of(cls, x: Any) -> contextlib.AbstractContextManager[Any]:
+        """The precision scope an array ``x`` of this library is used in (operations on it keep its
+        dtype there); a no-op except on JAX."""
+        return contextlib.nullcontext()
+
     def all_finite(self, x: Any) -> bool:
         """Whether every element of ``x`` is finite (one reduction, one host sync)."""
         xp = self.xp

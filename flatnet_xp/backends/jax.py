@@ -116,6 +116,13 @@ class JaxBackend(Backend):
         with jax.enable_x64(True):
             return jax.device_put(self.xp.asarray(x, dtype=dtype), self.device)
 
+    @classmethod
+    def scope_of(cls, x: Any) -> contextlib.AbstractContextManager[Any]:
+        # 64-bit arrays exist inside the x64 scope only (outside it, reductions truncate to 32 bits).
+        import jax
+
+        return jax.enable_x64(np.dtype(x.dtype).itemsize == 8)
+
     def all_finite(self, x: Any) -> bool:
         # On the host: an eager reduction is compiled for every new shape (40 ms each, measured).
         return bool(np.isfinite(np.asarray(x)).all())

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 import array_api_compat
+import numpy as np
 
 from flatnet_xp.backends._base import Backend, import_library
 from flatnet_xp.backends._kernels import Ops
@@ -104,6 +105,13 @@ class TorchBackend(Backend):
     @classmethod
     def owns_namespace(cls, ns: Any) -> bool:
         return bool(array_api_compat.is_torch_namespace(ns))
+
+    def asarray(self, x: Any, dtype: Any = None) -> Any:
+        if isinstance(x, np.ndarray) and not x.flags.writeable:
+            # torch.as_tensor shares a NumPy array's memory and warns that it "is not writable"
+            # (np.load(mmap_mode="r"), broadcast views): a copy of what is moved, never written to.
+            x = np.array(x)
+        return super().asarray(x, dtype)
 
     def synchronize(self) -> None:
         if self.is_gpu:

@@ -25,6 +25,7 @@ the user's global JAX configuration is never changed and never changes the progr
 from __future__ import annotations
 
 import functools
+import threading
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -52,16 +53,19 @@ _MAX_PROGRAMS = 64
 PAD_DATA_BYTES = 64 << 20
 
 
-def _optimizer_key(opt: Optimizer) -> tuple[Any, ...]:
+def _optimizer_key(opt: Optimizer, w_len: int) -> tuple[Any, ...]:
     traced = traced_schedule(opt.lr) is not None
-    return (type(opt), repr(sorted(opt.hyperparameters().items())), opt.lr if traced else "host", opt._w_len)
+    return (type(opt), repr(sorted(opt.hyperparameters().items())), opt.lr if traced else "host", w_len)
 
 
-def _frozen_copy(opt: Optimizer) -> Optimizer:
-    """The optimizer's hyperparameters without any reference to a network (what a cached program keeps)."""
+def _frozen_copy(opt: Optimizer, w_len: int) -> Optimizer:
+    """The optimizer's hyperparameters for a network whose weights end at ``w_len``, without any
+    reference to a network (what a cached program keeps; the optimizer may be updating another
+    network in another thread meanwhile)."""
     clone = object.__new__(type(opt))
-    clone.__dict__.update({k: v for k, v in opt.__dict__.items() if k not in ("_last", "_pending")})
-    clone._last, clone._pending = None, None
+    clone.__dict__.update({k: v for k, v in opt.__dict__.items() if k not in ("_last", "_pending", "_tls")})
+    clone._last, clone._pending, clone._w_len = None, None, w_len
+    clone._tls = threading.local()
     return clone
 
 
@@ -290,8 +294,8 @@ class CompiledEpochs:
         self._state = optimizer.state_of(params)
         tail = plan.last_size < plan.batch_size
         self._key = (
-            params.spec, loss, _optimizer_key(optimizer), plan.batch_size, plan.n_full, tail, data.labels,
-            self.W is not None, self.rows,
+            params.spec, loss, _optimizer_key(optimizer, params.layout.w_len), plan.batch_size, plan.n_full, tail,
+            data.labels, self.W is not None, self.rows,
         )  # fmt: skip
         self._orders: dict[int, Any] = {}
 
@@ -301,7 +305,8 @@ class CompiledEpochs:
         return _epoch_program(
             (*self._key, shuffled),
             lambda: _build_epoch(
-                self.params.spec, self.loss, _frozen_copy(self.optimizer), plan.batch_size, plan.n_full, tail,
+                self.params.spec, self.loss, _frozen_copy(self.optimizer, self.params.layout.w_len), plan.batch_size,
+                plan.n_full, tail,
                 data.labels, self.W is not None, shuffled,
             ),
         )  # fmt: skip

@@ -19,7 +19,7 @@ import numpy as np
 
 from flatnet_xp._validation import describe
 from flatnet_xp.optim import Optimizer
-from flatnet_xp.schedules import Constant, checked_lr
+from flatnet_xp.schedules import Constant, checked_lr, plateau_of
 
 __all__ = ["MemberOptimizers"]
 
@@ -75,7 +75,7 @@ class MemberOptimizers:
             )
         first = members[0]
         for o in members:
-            if getattr(o.lr, "end_epoch", None) is not None:
+            if plateau_of(o.lr) is not None:
                 raise ValueError(f"optimizer: plateau schedules are not supported for ensembles, got {o!r}")
         for name in _SHARED:
             values = {getattr(o, name, None) for o in members}

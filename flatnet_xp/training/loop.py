@@ -29,6 +29,7 @@ from flatnet_xp.history import DivergenceError, History
 from flatnet_xp.metrics import evaluate_dataset
 from flatnet_xp.optim import Optimizer
 from flatnet_xp.params import GRAD_EXTRA_SLOTS, FlatParams
+from flatnet_xp.schedules import plateau_of
 from flatnet_xp.solvers import LBFGS
 from flatnet_xp.training.progress import Progress
 from flatnet_xp.training.resume import read_resume, restore, restore_model, run_signature, save_checkpoint
@@ -300,8 +301,8 @@ class _Training:
                 history.val_accuracy.append(v_acc)
             monitored = v_loss
         reason = None
-        end_epoch = getattr(self.optimizer.lr, "end_epoch", None)
-        if end_epoch is not None and end_epoch(monitored):
+        plateau = plateau_of(self.optimizer.lr)  # also inside a Warmup
+        if plateau is not None and plateau.end_epoch(monitored):
             reason = "schedule"
         if stopper is not None and stopper.update(params, monitored, epoch):
             reason = reason or "early_stopping"

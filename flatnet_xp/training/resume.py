@@ -19,6 +19,7 @@ from flatnet_xp.history import History
 from flatnet_xp.optim import Optimizer
 from flatnet_xp.params import FlatParams
 from flatnet_xp.persistence import Checkpoint, read_checkpoint, write_file
+from flatnet_xp.schedules import plateau_of
 from flatnet_xp.training.run import RunSpec
 from flatnet_xp.training.stopping import EarlyStopping
 
@@ -141,7 +142,7 @@ def save_checkpoint(
         "finished": finished,
         "live": live_params is not None,
         "run": signature,
-        "schedule_state": optimizer.lr.state() if hasattr(optimizer.lr, "state") else None,
+        "schedule_state": None if (plateau := plateau_of(optimizer.lr)) is None else plateau.state(),
     }
     if stopper is not None:
         tensors["early.best_params"] = np.array(to_numpy(stopper.best_params.flat))
@@ -165,8 +166,9 @@ def restore(ckpt: Checkpoint, params: FlatParams, optimizer: Optimizer, stopper:
         for name in optimizer.buffer_names
     }
     state.t = int(meta["optimizer"]["t"])
-    if meta.get("schedule_state") is not None and hasattr(optimizer.lr, "load_state"):
-        optimizer.lr.load_state(meta["schedule_state"])
+    plateau = plateau_of(optimizer.lr)
+    if meta.get("schedule_state") is not None and plateau is not None:
+        plateau.load_state(meta["schedule_state"])
     early = meta.get("early_stopping")
     if stopper is not None and early is not None:
         best = be.asarray(t["early.best_params"], dtype=params.dtype)

@@ -110,6 +110,11 @@ class RunSpec:
             check_output_path(checkpoint, "checkpoint")
         if resume is not None and not isinstance(resume, str | os.PathLike):
             raise TypeError(f"resume: expected a file path (str or os.PathLike), got {describe(resume)}")
+        if resume is not None and not os.path.lexists(resume):
+            raise ValueError(
+                f"resume: no checkpoint at {os.fspath(resume)!s} (no such file); to start a new run, leave resume out "
+                "(checkpoint= writes one)"
+            )
         if comm is not None:
             check_communicator(comm)
         initial_epoch = check_int("initial_epoch", initial_epoch, 0)
