@@ -426,6 +426,30 @@ class FlatEnsemble(Inference):
         self._loss_name = loss if isinstance(loss, str) else None
         return self
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Architecture, backend, dtype, parameters (as NumPy), loss and histories; no modules or
+        optimizer state (as a pickled :class:`~flatnet_xp.FlatMLP`)."""
+        return {
+            "layer_sizes": list(self._layout.sizes),
+            "activations": list(self._activations),
+            "backend": self._backend.name,
+            "device": self._device_arg if isinstance(self._device_arg, str | int | type(None)) else None,
+            "dtype": self.dtype_name,
+            "params": np.array(to_numpy(self._flat)),
+            "loss": self._loss_name,
+            "diverged_": dict(self.diverged_),
+            "history_": self.history_,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        be = get_backend(state["backend"], state["device"])
+        flat = np.asarray(state["params"])
+        self._setup(be, Layout(state["layer_sizes"]), tuple(state["activations"]), state["dtype"], flat.shape[0],
+                    state["device"])  # fmt: skip
+        self._flat = be.asarray(flat, dtype=self._dtype)
+        self._loss_name = state["loss"]
+        self.diverged_, self.history_ = state["diverged_"], state["history_"]
+
     def __repr__(self) -> str:
         return (
             f"FlatEnsemble({list(self._layout.sizes)}, n_models={self.n_models}, "

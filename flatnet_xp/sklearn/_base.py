@@ -29,6 +29,7 @@ from flatnet_xp.backends import to_numpy
 from flatnet_xp.history import DivergenceError
 from flatnet_xp.losses import softmax
 from flatnet_xp.network import FlatMLP
+from flatnet_xp.sklearn._ensemble import ensemble_outputs, fit_members
 from flatnet_xp.sklearn._losses import scikit_learn_loss
 from flatnet_xp.sklearn._monitor import (
     EpochMonitor,
@@ -58,7 +59,8 @@ NONFINITE_MESSAGE = (
 
 #: Fitted state that a fresh (not warm-started) fit discards before setting its own.
 _FIT_STATE = ("loss_curve_", "best_loss_", "validation_scores_", "validation_loss_curve_", "best_validation_score_",
-              "loss_", "_optimizer", "_best_params", "_no_improvement_count")  # fmt: skip
+              "loss_", "_optimizer", "_best_params", "_no_improvement_count", "ensemble_", "_ensemble_optimizer",
+              "diverged_members_")  # fmt: skip
 
 
 class FlatMLPBase(BaseEstimator):
@@ -104,6 +106,8 @@ class FlatMLPBase(BaseEstimator):
         max_fun: int = 15000,
         backend: Any = "auto",
         dtype: Any = None,
+        n_models: int = 1,
+        bootstrap: bool = False,
     ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -130,6 +134,8 @@ class FlatMLPBase(BaseEstimator):
         self.max_fun = max_fun
         self.backend = backend
         self.dtype = dtype
+        self.n_models = n_models
+        self.bootstrap = bootstrap
 
     # ------------------------------------------------------------------ parameters
     def _check_params(self) -> tuple[int, ...]:
@@ -182,7 +188,9 @@ class FlatMLPBase(BaseEstimator):
         with plan.net.flat_params.backend.precision(plan.net.dtype_name):
             if plan.first:
                 self._initialize(plan)
-            if self.solver == "lbfgs":
+            if self.n_models > 1:
+                fit_members(self, plan, incremental)
+            elif self.solver == "lbfgs":
                 self._fit_lbfgs(plan)
             else:
                 self._fit_stochastic(plan, incremental)
@@ -379,6 +387,9 @@ class FlatMLPBase(BaseEstimator):
             check_same_namespace(X, self, attribute="_fitted_params", method=method)
         net = self.net_
         xp = net.xp
+        if self.n_models > 1 and hasattr(self, "ensemble_"):
+            with self._precision():
+                return X, ensemble_outputs(self, X)
         with self._precision():
             z = net.predict(X)
             if self.out_activation_ == "exp":

@@ -148,6 +148,8 @@ class FlatMLPClassifier(ClassifierMixin, FlatMLPBase):
         max_fun: int = 15000,
         backend: Any = "auto",
         dtype: Any = None,
+        n_models: int = 1,
+        bootstrap: bool = False,
     ) -> None:
         super().__init__(
             hidden_layer_sizes,
@@ -175,6 +177,8 @@ class FlatMLPClassifier(ClassifierMixin, FlatMLPBase):
             max_fun=max_fun,
             backend=backend,
             dtype=dtype,
+            n_models=n_models,
+            bootstrap=bootstrap,
         )
         self.class_weight = class_weight
 

@@ -71,7 +71,10 @@ def check_params(est: Any) -> tuple[int, ...]:
     for name in ("max_iter", "max_fun"):
         check_number(est, name, 1, math.inf, integer=True)
     check_number(est, "n_iter_no_change", 1, math.inf, integer=True, extra=(np.inf,))
-    for name in ("shuffle", "warm_start", "nesterovs_momentum", "early_stopping"):
+    check_number(est, "n_models", 1, math.inf, integer=True)
+    if est.n_models > 1 and est.solver == "lbfgs":
+        raise ValueError("n_models: an ensemble trains with a stochastic solver (sgd, adam, adamw), got solver='lbfgs'")
+    for name in ("shuffle", "warm_start", "nesterovs_momentum", "early_stopping", "bootstrap"):
         if not isinstance(getattr(est, name), bool | np.bool_):
             raise TypeError(f"{name}: expected True or False, got {getattr(est, name)!r}")
     if est.dtype is not None:

@@ -11,6 +11,7 @@ from sklearn.utils.validation import column_or_1d
 
 from flatnet_xp.backends import to_numpy
 from flatnet_xp.sklearn._base import FlatMLPBase
+from flatnet_xp.sklearn._ensemble import ensemble_outputs
 from flatnet_xp.sklearn._namespace import like_input
 from flatnet_xp.sklearn._params import check_choice, stochastic
 from flatnet_xp.sklearn._plan import Targets
@@ -81,6 +82,8 @@ validation_loss_curve_, best_validation_score_, n_iter_, t_, n_features_in_, fea
         max_fun: int = 15000,
         backend: Any = "auto",
         dtype: Any = None,
+        n_models: int = 1,
+        bootstrap: bool = False,
     ) -> None:
         super().__init__(
             hidden_layer_sizes,
@@ -108,6 +111,8 @@ validation_loss_curve_, best_validation_score_, n_iter_, t_, n_features_in_, fea
             max_fun=max_fun,
             backend=backend,
             dtype=dtype,
+            n_models=n_models,
+            bootstrap=bootstrap,
         )
         self.loss = loss
 
@@ -152,12 +157,26 @@ validation_loss_curve_, best_validation_score_, n_iter_, t_, n_features_in_, fea
         self._fit(X, y, sample_weight, incremental=True)
         return self
 
-    def predict(self, X: Any) -> Any:
-        """Predictions, shape ``(n_samples,)`` for one output, else ``(n_samples, n_outputs)``."""
-        X, out = self._output(X, "predict")
-        if out.shape[1] == 1:
-            out = out[:, 0]
-        return like_input(out, X)
+    def predict(self, X: Any, return_std: bool = False) -> Any:
+        """Predictions, shape ``(n_samples,)`` for one output, else ``(n_samples, n_outputs)``.
+
+        With ``return_std=True`` (an ensemble, ``n_models > 1``) also the members' standard
+        deviation around that mean, of the same shape (scikit-learn's convention for regressors
+        that give an uncertainty).
+        """
+        if not isinstance(return_std, bool):
+            raise TypeError(f"return_std: expected True or False, got {return_std!r}")
+        if not return_std:
+            X, out = self._output(X, "predict")
+            return like_input(out[:, 0] if out.shape[1] == 1 else out, X)
+        if self.n_models < 2:
+            raise ValueError("return_std: the spread of an ensemble's members needs n_models > 1, got n_models=1")
+        X, _ = self._output(X, "predict")
+        with self._precision():
+            mean, std = ensemble_outputs(self, X, return_std=True)
+        if mean.shape[1] == 1:
+            mean, std = mean[:, 0], std[:, 0]
+        return like_input(mean, X), like_input(std, X)
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
