@@ -45,7 +45,11 @@ def as_params(target: Any) -> FlatParams:
 
 def _active(value: Any) -> bool:
     """Whether a hyperparameter term applies: a nonzero number, or any array (an ensemble's
-    per-member ``(E, 1)`` column, whose zero entries leave their rows exactly unchanged)."""
+    per-member ``(E, 1)`` column, whose zero entries leave their rows exactly unchanged).
+
+    On the per-step path a float is tested inline first (``type(v) is float and v == 0.0``): the
+    checked hyperparameters are floats, and a function call there cost 3 % of a per-sample step.
+    """
     return not isinstance(value, int | float) or value != 0
 
 
@@ -217,12 +221,18 @@ class Optimizer:
         g = self.clip(xp, ops, params.grads)
         state.t += 1
         p, buffers, scratch, t = params.flat, state.buffers, state.scratch, state.t
+        wd = getattr(self, "weight_decay", None)
+        if not state.blocks.blocked and type(wd) is float and wd == 0.0:  # nothing reads w_len: the fast path
+            new = self.update(ops, 0, p, g, buffers, scratch[0], lr, t)
+            if new is not p:  # updated in place on mutable backends: nothing to assign
+                params.assign(new)
+            return
         tls = self._tls
         tls.w_len = state.w_len
         try:
             if not state.blocks.blocked:
                 new = self.update(ops, 0, p, g, buffers, scratch[0], lr, t)
-                if new is not p:  # updated in place on mutable backends: nothing to assign
+                if new is not p:
                     params.assign(new)
                 return
 
@@ -257,6 +267,8 @@ class Optimizer:
 
     def _add_l2(self, ops: Any, lo: int, p: Any, g: Any, tmp: Any, weight_decay: float) -> Any:
         """``g_w += weight_decay * w`` on the weights only (coupled L2, as torch's weight_decay)."""
+        if type(weight_decay) is float and weight_decay == 0.0:  # the usual case, without a call
+            return g
         n = self._weights(lo, p.shape[-1]) if _active(weight_decay) else 0
         if n:
             g = ops.slice_add(g, 0, n, ops.multiply(p[..., :n], weight_decay, tmp[..., :n]))
@@ -306,8 +318,8 @@ class SGD(Optimizer):
 
     def update(self, ops: Any, lo: int, p: Any, g: Any, s: dict[str, Any], tmp: Any, lr: Any, t: Any) -> Any:
         g = self._add_l2(ops, lo, p, g, tmp, self.weight_decay)
-        if _active(self.momentum):
-            mu = self.momentum
+        mu = self.momentum
+        if type(mu) is not float or mu != 0.0:
             buf = s["momentum_buffer"] = ops.iadd(ops.imul(s["momentum_buffer"], mu), g)
             g = ops.iadd(ops.multiply(buf, mu, tmp), g) if self.nesterov else buf
         return ops.isub(p, ops.multiply(g, lr, tmp))
