@@ -231,7 +231,11 @@ def baseline(train: pd.DataFrame, test: pd.DataFrame, target: str) -> float:
     pre = ColumnTransformer(
         [
             ("num", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), num),
-            ("cat", make_pipeline(SimpleImputer(strategy="most_frequent"), OneHotEncoder(handle_unknown="ignore")), cat),
+            (
+                "cat",
+                make_pipeline(SimpleImputer(strategy="most_frequent"), OneHotEncoder(handle_unknown="ignore")),
+                cat,
+            ),
         ]
     )
     y, yt = train[target], test[target]
@@ -256,8 +260,9 @@ def run_cli(train: Path, test: Path, target: str, work: Path) -> tuple[float | N
     seconds = time.perf_counter() - t0
     if r.returncode != 0:
         return None, "train: " + r.stderr.strip().splitlines()[-1][:150], seconds
+    predict = ["predict", "--model", str(model), "--data", str(test), "--out", str(work / "p.csv")]
     r = subprocess.run(
-        [sys.executable, "-m", "flatnet_xp", "predict", "--model", str(model), "--data", str(test), "--out", str(work / "p.csv")],
+        [sys.executable, "-m", "flatnet_xp", *predict],
         capture_output=True,
         text=True,
         env=env,
