@@ -221,29 +221,29 @@ class Optimizer:
         g = self.clip(xp, ops, params.grads)
         state.t += 1
         p, buffers, scratch, t = params.flat, state.buffers, state.scratch, state.t
+        blocked = state.blocks.blocked
         wd = getattr(self, "weight_decay", None)
-        if not state.blocks.blocked and type(wd) is float and wd == 0.0:  # nothing reads w_len: the fast path
-            new = self.update(ops, 0, p, g, buffers, scratch[0], lr, t)
-            if new is not p:  # updated in place on mutable backends: nothing to assign
-                params.assign(new)
-            return
-        tls = self._tls
-        tls.w_len = state.w_len
+        # Where the weights end (for weight decay) is this network's, per thread; the usual step
+        # (no weight decay, one block) reads it nowhere and skips setting it.
+        tls = self._tls if blocked or type(wd) is not float or wd != 0.0 else None
+        if tls is not None:
+            tls.w_len = state.w_len
         try:
-            if not state.blocks.blocked:
+            if not blocked:
                 new = self.update(ops, 0, p, g, buffers, scratch[0], lr, t)
-                if new is not p:
+                if new is not p:  # updated in place on mutable backends: nothing to assign
                     params.assign(new)
                 return
 
             def block(lo: int, hi: int, worker: int) -> None:
-                tls.w_len = state.w_len  # the pool's threads update this network too
+                self._tls.w_len = state.w_len  # the pool's threads update this network too
                 views = {name: buf[lo:hi] for name, buf in buffers.items()}
                 self.update(ops, lo, p[lo:hi], g[lo:hi], views, scratch[worker][: hi - lo], lr, t)
 
             state.blocks.run(block)
         finally:
-            tls.w_len = None
+            if tls is not None:
+                tls.w_len = None
 
     def all_finite(self, target: Any) -> bool:
         """True when the parameters of ``target`` and every state buffer hold only finite values."""
