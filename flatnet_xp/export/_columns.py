@@ -20,7 +20,7 @@ replays each step as :meth:`Step.transform` does:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -49,12 +49,12 @@ def _levels_as_numbers(step: Step) -> np.ndarray:
         raise ValueError(f"preprocessing: column {step.column!r} has integer and text levels; cannot export") from None
 
 
-def needs_text_opset(columns: Mapping[str, Any]) -> bool:
-    """Whether a stored ``columns`` record has text columns (string comparisons: opset >= 19)."""
-    return any(_is_text(s) for s in ColumnSteps.from_dict(columns).steps)
+def needs_text_opset(columns: ColumnSteps) -> bool:
+    """Whether a table model's columns include text (string comparisons: opset >= 19)."""
+    return any(_is_text(s) for s in columns.steps)
 
 
-def column_inputs(columns: Mapping[str, Any], dtype: str, reserved: Sequence[str]) -> list[ColumnInput]:
+def column_inputs(columns: ColumnSteps, dtype: str, reserved: Sequence[str]) -> list[ColumnInput]:
     """One graph input per raw column: its name (the column's, or ``column:NAME`` where that name
     is one of ``reserved``, the graph's output names), element type and shape ``(batch, 1)``.
 
@@ -63,7 +63,7 @@ def column_inputs(columns: Mapping[str, Any], dtype: str, reserved: Sequence[str
     ValueError
         A date column (named): dates cannot be parsed by ONNX operators.
     """
-    steps = ColumnSteps.from_dict(columns).steps
+    steps = columns.steps
     dates = [s.column for s in steps if s.kind == "date"]
     if dates:
         raise ValueError(
@@ -77,10 +77,9 @@ def column_inputs(columns: Mapping[str, Any], dtype: str, reserved: Sequence[str
     ]
 
 
-def add_columns(g: GraphBuilder, columns: Mapping[str, Any], inputs: Sequence[ColumnInput]) -> str:
+def add_columns(g: GraphBuilder, columns: ColumnSteps, inputs: Sequence[ColumnInput]) -> str:
     """The feature matrix ``(batch, n_features)`` the steps make from the raw column inputs."""
-    steps = ColumnSteps.from_dict(columns).steps
-    blocks = [_step(g, step, name) for step, (name, _, _) in zip(steps, inputs, strict=True)]
+    blocks = [_step(g, step, name) for step, (name, _, _) in zip(columns.steps, inputs, strict=True)]
     features = [b for block in blocks for b in block]
     return features[0] if len(features) == 1 else g.node("Concat", features, "features", axis=1)
 

@@ -47,6 +47,7 @@ from flatnet_xp.export._columns import TEXT_OPSET, add_columns, column_inputs, n
 from flatnet_xp.export._graph import add_head, add_layers
 from flatnet_xp.export._preprocessing import add_input_steps, add_output_steps, steps_of
 from flatnet_xp.layout import Layout
+from flatnet_xp.preprocessing.steps import ColumnSteps
 
 __all__ = ["OUTPUT_NAMES", "build_model", "host_layers"]
 
@@ -108,7 +109,8 @@ def build_model(
     n_out = layout.sizes[-1]
     steps_in, steps_out = steps_of(preprocessing, n_out) if preprocessing is not None else ([], [])
     weights, biases = host_layers(layout, params, dtype)
-    columns = None if preprocessing is None else preprocessing.get("columns")
+    stored = None if preprocessing is None else preprocessing.get("columns")
+    columns = None if stored is None else ColumnSteps.from_dict(stored)  # validated once
     if columns is not None:  # a table model: one input per raw column
         if opset < TEXT_OPSET and needs_text_opset(columns):
             raise ValueError(
@@ -133,7 +135,7 @@ def build_model(
         "class_names": json.dumps(preprocessing.get("class_names")),
     }  # fmt: skip
     if columns is not None:  # input name -> raw column it takes
-        meta["input_columns"] = json.dumps({i[0]: c["column"] for i, c in zip(inputs, columns["steps"], strict=True)})
+        meta["input_columns"] = json.dumps({i[0]: s.column for i, s in zip(inputs, columns.steps, strict=True)})
     doc = f"flatnet_xp MLP {list(layout.sizes)}, activations {list(activations)}, loss {loss}"
     return g.model(inputs, graph_outputs, doc, meta)
 

@@ -15,6 +15,7 @@ from flatnet_xp.export._columns import TEXT_OPSET, needs_text_opset
 from flatnet_xp.export._model import build_model
 from flatnet_xp.layout import Layout
 from flatnet_xp.losses import Loss
+from flatnet_xp.preprocessing.steps import ColumnSteps
 
 __all__ = [
     "DEFAULT_OPSET",
@@ -86,7 +87,7 @@ def onnx_model(
     name = check_dtype(dtype, "dtype")
     version = check_opset(opset)
     columns = None if preprocessing is None else preprocessing.get("columns")
-    if opset is None and columns is not None and needs_text_opset(columns):
+    if opset is None and columns is not None and needs_text_opset(ColumnSteps.from_dict(columns)):
         version = max(version, min(TEXT_OPSET, int(require_onnx().defs.onnx_opset_version())))
     return build_model(
         layout, activations, params, dtype=name, opset=version, loss=_loss_name(loss), preprocessing=preprocessing
