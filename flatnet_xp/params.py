@@ -123,6 +123,15 @@ def row_bucket(n: int) -> int:
     return max(_MIN_BUCKET, 1 << (n - 1).bit_length())
 
 
+def pad_rows(host: np.ndarray, rows: int) -> np.ndarray:
+    """``host`` with zero rows appended up to ``rows`` (itself when it has them): padding done on the
+    host, where nothing is compiled per shape (an eager JAX op on a new shape is)."""
+    n = int(host.shape[0])
+    if rows == n:
+        return host
+    return np.concatenate([host, np.zeros((rows - n, *host.shape[1:]), dtype=host.dtype)], axis=0)
+
+
 class FlatParams:
     """ONE flat parameter buffer, its gradient, views, workspaces and optimizer state.
 
@@ -448,10 +457,7 @@ class _Compiled(_Math):
         n = int(x.shape[0])
         bucket = row_bucket(n)
         if bucket != n:
-            host = np.asarray(x)
-            padded = np.zeros((bucket, *host.shape[1:]), dtype=host.dtype)
-            padded[:n] = host
-            x = p.backend.asarray(padded)
+            x = p.backend.asarray(pad_rows(np.asarray(x), bucket))
         with p.backend.precision(p.dtype_name):
             z = _program(p.spec, None, p.backend)(p.flat, x)
         return np.asarray(z)[:n]

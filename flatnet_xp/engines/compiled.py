@@ -35,7 +35,7 @@ from flatnet_xp._data import normalized_weights, one_hot
 from flatnet_xp.backends import NO_OUT, to_numpy
 from flatnet_xp.engines.plan import BatchPlan, check_epoch
 from flatnet_xp.optim import clip_factor
-from flatnet_xp.params import FlatParams, row_bucket
+from flatnet_xp.params import FlatParams, pad_rows, row_bucket
 from flatnet_xp.schedules import checked_lr, traced_schedule
 
 if TYPE_CHECKING:
@@ -238,11 +238,7 @@ def _padded(be: Any, arr: Any, rows: int, dtype: Any = None) -> Any:
     every ``fit`` call (a third of a one-epoch call of the seed network, measured).
     """
     if not be.owns(arr):
-        host = np.asarray(to_numpy(arr), dtype=None if dtype is None else np.dtype(dtype))
-        n = int(host.shape[0])
-        if rows != n:
-            host = np.concatenate([host, np.zeros((rows - n, *host.shape[1:]), dtype=host.dtype)], axis=0)
-        return be.asarray(host)
+        return be.asarray(pad_rows(np.asarray(to_numpy(arr), dtype=None if dtype is None else np.dtype(dtype)), rows))
     if dtype is not None and arr.dtype != dtype:
         arr = be.xp.astype(arr, dtype)
     return arr if rows == int(arr.shape[0]) else _pad_rows()(arr, rows)
