@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, is_regressor
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.utils._array_api import get_namespace
 from sklearn.utils.optimize import _check_optimize_result
@@ -43,7 +42,7 @@ from flatnet_xp.sklearn._monitor import (
 from flatnet_xp.sklearn._namespace import auto_backend, dispatching, is_device_array
 from flatnet_xp.sklearn._optimizers import ScikitLearnAdam, ScikitLearnSGD, new_optimizer
 from flatnet_xp.sklearn._params import ACTIVATIONS, STOCHASTIC_SOLVERS, check_params, random_state_of
-from flatnet_xp.sklearn._plan import Plan, Targets, unchanged_on_error
+from flatnet_xp.sklearn._plan import NONFINITE_MESSAGE, Plan, Targets, unchanged_on_error, warn_max_iter
 from flatnet_xp.solvers import LBFGS
 
 try:  # scikit-learn >= 1.9
@@ -53,9 +52,6 @@ except ImportError:  # pragma: no cover - older scikit-learn does not test it
 
 __all__ = ["NONFINITE_MESSAGE", "FlatMLPBase"]
 
-NONFINITE_MESSAGE = (
-    "Solver produced non-finite parameter weights. The input data may contain large values and need to be preprocessed."
-)
 
 #: Fitted state that a fresh (not warm-started) fit discards before setting its own.
 _FIT_STATE = ("loss_curve_", "best_loss_", "validation_scores_", "validation_loss_curve_", "best_validation_score_",
@@ -344,12 +340,7 @@ class FlatMLPBase(BaseEstimator):
         if self.early_stopping:
             restore(net, self._best_params)
         if not incremental and not monitor.stopped and self.n_iter_ == self.max_iter:
-            warnings.warn(
-                f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and the optimization hasn't "
-                "converged yet.",
-                ConvergenceWarning,
-                stacklevel=4,  # the caller of fit
-            )
+            warn_max_iter(self.max_iter, stacklevel=4)  # the caller of fit
 
     def _fit_lbfgs(self, plan: Plan) -> None:
         """Full-batch L-BFGS (scipy's L-BFGS-B on the flat buffer), scikit-learn's objective exactly."""

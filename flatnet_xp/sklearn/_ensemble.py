@@ -19,7 +19,6 @@ import warnings
 from typing import Any
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
 
 from flatnet_xp.activations import sigmoid
 from flatnet_xp.ensemble import FlatEnsemble
@@ -29,7 +28,7 @@ from flatnet_xp.network import FlatMLP
 from flatnet_xp.optim import SGD, Adam, AdamW, Optimizer
 from flatnet_xp.sklearn._losses import scikit_learn_loss
 from flatnet_xp.sklearn._params import random_state_of
-from flatnet_xp.sklearn._plan import Plan
+from flatnet_xp.sklearn._plan import NONFINITE_MESSAGE, Plan, warn_max_iter
 
 __all__ = ["ensemble_outputs", "fit_members"]
 
@@ -102,10 +101,7 @@ def fit_members(est: Any, plan: Plan, incremental: bool) -> None:
                 bootstrap=bool(est.bootstrap), progress=False,
             )  # fmt: skip
     except DivergenceError as exc:
-        raise ValueError(
-            "Solver produced non-finite parameter weights. The input data may contain large values and need "
-            "to be preprocessed."
-        ) from exc
+        raise ValueError(NONFINITE_MESSAGE) from exc
     n = max(h.epochs for h in histories)
     est.loss_curve_ += [factor * float(np.mean([h.loss[k] for h in histories if k < h.epochs])) for k in range(n)]
     est.n_iter_ += n
@@ -125,12 +121,7 @@ def fit_members(est: Any, plan: Plan, incremental: bool) -> None:
     est.net_ = ens.member(0)
     est.diverged_members_ = list(getattr(ens, "diverged_", []))
     if not incremental and n == est.max_iter and not all(h.stopped_early for h in histories):
-        warnings.warn(
-            f"Stochastic Optimizer: Maximum iterations ({est.max_iter}) reached and the optimization hasn't "
-            "converged yet.",
-            ConvergenceWarning,
-            stacklevel=5,
-        )
+        warn_max_iter(est.max_iter, stacklevel=5)
 
 
 def ensemble_outputs(est: Any, X: Any, *, return_std: bool = False) -> Any:

@@ -6,6 +6,7 @@ Data only (and the one context manager that undoes a failed phase one); the esti
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -15,7 +16,12 @@ import numpy as np
 from flatnet_xp.network import FlatMLP
 from flatnet_xp.sklearn._monitor import SampleOrders
 
-__all__ = ["Plan", "Targets", "unchanged_on_error"]
+__all__ = ["NONFINITE_MESSAGE", "Plan", "Targets", "unchanged_on_error", "warn_max_iter"]
+
+#: scikit-learn's message when training leaves non-finite weights (a ValueError).
+NONFINITE_MESSAGE = (
+    "Solver produced non-finite parameter weights. The input data may contain large values and need to be preprocessed."
+)
 
 
 @dataclass
@@ -54,3 +60,14 @@ def unchanged_on_error(est: Any) -> Iterator[None]:
         est.__dict__.clear()
         est.__dict__.update(saved)
         raise
+
+
+def warn_max_iter(max_iter: int, stacklevel: int) -> None:
+    """scikit-learn's ConvergenceWarning when a stochastic fit ran all ``max_iter`` epochs."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    warnings.warn(
+        f"Stochastic Optimizer: Maximum iterations ({max_iter}) reached and the optimization hasn't converged yet.",
+        ConvergenceWarning,
+        stacklevel=stacklevel + 1,
+    )
